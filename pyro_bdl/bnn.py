@@ -1,0 +1,450 @@
+"""``BNN``: a prior, a likelihood and a guide around an unchanged ``nn.Module``.
+
+A thin shell over plain Pyro: :meth:`BNN.model` and :attr:`BNN.guide` are ordinary Pyro callables
+(usable with ``SVI``, ``Predictive``, ``MCMC(NUTS(bnn.model))`` and hand-written guides);
+:meth:`BNN.fit` is an SVI loop that also reports the ELBO's two terms, and :meth:`BNN.predict`
+draws from the guide in vectorised chunks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyro
+import pyro.optim
+import torch
+from pyro import poutine
+from pyro.infer.util import zero_grads
+from pyro.nn import PyroModule
+from torch import nn
+from tqdm.auto import tqdm
+
+from .guides import GuideLike, build_guide
+from .infer import ELBOTerms, elbo_terms
+from .likelihoods import OBS, Likelihood
+from .nn import INIT_KEY, BatchedForward, sample_shape_of
+from .priors import PriorLike, as_prior
+from .uncertainty import Prediction
+
+__all__ = ["BNN", "FitResult", "DivergenceError"]
+
+_names = itertools.count()
+
+#: Plate used by :meth:`BNN.predict` to draw weights in parallel (outside the data plate).
+DRAWS_PLATE = "posterior_draws"
+
+#: Memory a default prediction chunk may use, in bytes.
+_CHUNK_BYTES = 64 * 2**20
+
+
+class DivergenceError(FloatingPointError):
+    """The ELBO became NaN or infinite during :meth:`BNN.fit`."""
+
+
+@dataclass
+class FitResult:
+    """What :meth:`BNN.fit` measured. All ELBO values are **per datum** (nats / N).
+
+    :ivar elbo: per-epoch mean of the step estimates of ELBO / N.
+    :ivar loglik: per-epoch expected log-likelihood / N.
+    :ivar kl: per-epoch KL(q || p) / N.
+    :ivar step_elbo: the same per optimisation step (and ``step_loglik``, ``step_kl``).
+    :ivar dataset_size: N.
+    :ivar seconds: wall time of the fit.
+    """
+
+    dataset_size: int
+    elbo: list[float] = field(default_factory=list)
+    loglik: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    step_elbo: list[float] = field(default_factory=list)
+    step_loglik: list[float] = field(default_factory=list)
+    step_kl: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def num_steps(self) -> int:
+        """Number of optimisation steps taken."""
+        return len(self.step_elbo)
+
+    def __repr__(self) -> str:
+        last = f", elbo/N={self.elbo[-1]:.4f}" if self.elbo else ""
+        return f"FitResult(epochs={len(self.elbo)}, steps={self.num_steps}{last})"
+
+
+def _check_tensor(name: str, t: Any) -> torch.Tensor:
+    if not torch.is_tensor(t):
+        raise TypeError(f"Expected {name} to be a torch.Tensor, but got {type(t).__name__}.")
+    if t.dim() == 0 or t.shape[0] == 0:
+        raise ValueError(
+            f"Expected {name} with at least one row (shape (N, ...), N >= 1), but got shape "
+            f"{tuple(t.shape)}."
+        )
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(
+            f"Expected finite values in {name}, but found {bad} NaN/inf entries; remove or "
+            "impute them first."
+        )
+    return t
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Expected {name} to be a positive int, but got {value!r}.")
+    return value
+
+
+class BNN(PyroModule):
+    """A Bayesian neural network: prior p(W), likelihood p(y | f_W(x)) and guide q(W).
+
+    The network is not modified. The parameters the prior selects become Pyro sample sites named
+    by their ``named_parameters()`` keys (after ``prefix``); the others stay deterministic and
+    are learned as point estimates (exposed to Pyro's param store under a per-BNN name, so two
+    BNNs never share them).
+
+    :param net: any ``torch.nn.Module``.
+    :param prior: a :class:`~pyro_bdl.priors.Prior`, a scalar distribution, a ``{name: dist}``
+        dict or a callable ``(name, param) -> dist``.
+    :param likelihood: a :class:`~pyro_bdl.likelihoods.Likelihood`.
+    :param guide: a builder ``model -> guide`` (default :class:`~pyro_bdl.guides.MeanFieldNormal`)
+        or a Pyro AutoGuide class.
+    :param include: optional predicate ``(name, param) -> bool`` of which parameters are random.
+    :param prefix: prepended to every weight site name.
+    :param name: name of this BNN in Pyro's param store (default: unique ``"BNN<k>"``).
+    :param vectorize: how draws are batched through the network (see
+        :class:`~pyro_bdl.nn.BatchedForward`).
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Linear(1, 50), nn.Tanh(), nn.Linear(50, 1))
+        >>> bnn = BNN(net, dist.Normal(0., 1.), HomoskedasticGaussian(scale=0.1))
+        >>> fit = bnn.fit(x, y, epochs=200, lr=1e-2, progress=False)  # x (N, 1), y (N,)
+        >>> pred = bnn.predict(x_test, num_samples=100)  # pred.samples: (100, M)
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        prior: PriorLike,
+        likelihood: Likelihood,
+        guide: GuideLike = None,
+        *,
+        include: Callable[[str, nn.Parameter], bool] | None = None,
+        prefix: str = "",
+        name: str | None = None,
+        vectorize: bool | str = "auto",
+    ) -> None:
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"Expected net to be a torch.nn.Module, but got {type(net).__name__}.")
+        if not isinstance(likelihood, Likelihood):
+            raise TypeError(
+                "Expected likelihood to be a pyro_bdl.likelihoods.Likelihood (e.g. Categorical()), "
+                f"but got {type(likelihood).__name__}."
+            )
+        if not isinstance(prefix, str):
+            raise TypeError(f"Expected prefix to be a str, but got {type(prefix).__name__}.")
+        name = f"BNN{next(_names)}" if name is None else name
+        super().__init__(name)
+        self.name = name
+        self.net = net
+        # Reach the net through a plain attribute: PyroModule.__getattr__ would register the
+        # whole net (lifted parameters included) with pyro.module whenever a Pyro context is on.
+        object.__setattr__(self, "_net", net)
+        self.prior = as_prior(prior, include)
+        random = self.prior.random_parameters(net)
+        self.random_names = [n for n, _ in random]
+        chosen = set(self.random_names)
+        self.deterministic_names = [n for n, _ in net.named_parameters() if n not in chosen]
+        self.prefix = prefix
+        self.likelihood = likelihood
+        self._shapes = {n: p.shape for n, p in net.named_parameters()}
+        self._forward = BatchedForward(net, vectorize)
+        self.guide = build_guide(guide, self.model)
+
+    # ------------------------------------------------------------------ the Pyro program
+    def site_name(self, param_name: str) -> str:
+        """Sample-site name of a network parameter (``prefix + name``)."""
+        return self.prefix + param_name
+
+    def model(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, *, dataset_size: int | None = None
+    ) -> torch.Tensor:
+        """The Pyro model: weights from the prior, then one ``"obs"`` site under the data plate.
+
+        :param x: inputs, shape ``(B, ...)``.
+        :param y: targets, shape ``(B, ...)``, or ``None`` to sample them.
+        :param dataset_size: N for minibatch scaling (default: the likelihood's, else ``B``).
+        :return: y (observed or sampled), shape ``sample_shape + (B, ...)``.
+        """
+        params = dict(self._net.named_parameters())
+        for n in self.deterministic_names:
+            if params[n].requires_grad:  # frozen parameters stay out of the optimiser
+                pyro.param(f"{self.name}.net.{n}", params[n])
+        weights = {
+            n: pyro.sample(
+                self.site_name(n),
+                self.prior.site_dist(n, params[n]),
+                infer={INIT_KEY: params[n].detach()},
+            )
+            for n in self.random_names
+        }
+        sample_shape = sample_shape_of(weights, self._shapes)
+        f = self._forward(weights, x, sample_shape=sample_shape)
+        return self.likelihood(f, y, dataset_size=dataset_size, sample_ndim=len(sample_shape))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Same as :meth:`model`."""
+        return self.model(x, y)
+
+    def network_output(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Network outputs for a stack of weight draws.
+
+        :param weights: ``{param name: tensor (S, *param.shape)}`` for every random parameter.
+        :param x: inputs ``(N, ...)``.
+        :return: outputs ``(S, N, ...)``.
+        """
+        shapes = {n: w.shape[:1] for n, w in weights.items()}
+        sample_shape = torch.broadcast_shapes(*shapes.values())
+        return self._forward(weights, x, sample_shape=sample_shape)
+
+    # ------------------------------------------------------------------ validation helpers
+    def _check_data(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x = _check_tensor("x", x)
+        y = _check_tensor("y", y)
+        if len(x) != len(y):
+            raise ValueError(
+                f"Expected x and y with the same number of rows, but got {len(x)} and {len(y)}."
+            )
+        self.likelihood.validate_target(y)
+        return x, y
+
+    def _guide_ready(self, x: torch.Tensor) -> None:
+        """Build a lazily initialised guide outside any plate, without touching the RNG."""
+        if getattr(self.guide, "prototype_trace", True) is None:
+            with torch.random.fork_rng(devices=[]), poutine.block():
+                self.guide(x[:1], None)
+
+    # ------------------------------------------------------------------ fitting
+    def _batches(
+        self, x: Any, y: Any, batch_size: int | None, shuffle: bool, generator: torch.Generator
+    ) -> tuple[int, Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]]:
+        if isinstance(x, torch.utils.data.DataLoader):
+            if y is not None:
+                raise ValueError("Expected y=None when x is a DataLoader (it yields (x, y) pairs).")
+            loader = x
+            n = len(loader.dataset)  # type: ignore[arg-type]
+
+            def loader_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                for batch in loader:
+                    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                        raise ValueError(
+                            "Expected the DataLoader to yield (x, y) pairs, but got "
+                            f"{type(batch).__name__} of length {len(batch)}."
+                        )
+                    yield self._check_data(*batch)
+
+            return n, loader_batches
+        x, y = self._check_data(x, y)
+        n = len(x)
+        bs = n if batch_size is None else min(_positive_int("batch_size", batch_size), n)
+
+        def tensor_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            order = torch.randperm(n, generator=generator) if shuffle and bs < n else None
+            for i in range(0, n, bs):
+                idx = order[i : i + bs] if order is not None else slice(i, i + bs)
+                yield x[idx], y[idx]
+
+        return n, tensor_batches
+
+    def fit(
+        self,
+        x: torch.Tensor | torch.utils.data.DataLoader,
+        y: torch.Tensor | None = None,
+        *,
+        epochs: int = 1,
+        batch_size: int | None = None,
+        lr: float = 1e-3,
+        optim: pyro.optim.PyroOptim | None = None,
+        num_particles: int = 1,
+        vectorize_particles: bool = True,
+        shuffle: bool = True,
+        seed: int | None = None,
+        progress: bool = True,
+        callback: Callable[[int, FitResult], bool | None] | None = None,
+    ) -> FitResult:
+        """Fit the guide (and the deterministic parameters) by SVI.
+
+        Each step minimises the negative ELBO, in nats for the whole data set (the data plate
+        scales a minibatch by ``N / B``); the returned history is divided by N.
+
+        :param x: inputs ``(N, ...)``, or a DataLoader yielding ``(x, y)`` minibatches.
+        :param y: targets ``(N, ...)`` (``None`` with a DataLoader).
+        :param epochs: passes over the data.
+        :param batch_size: minibatch size (default: the full data).
+        :param lr: learning rate of the default ``pyro.optim.Adam``.
+        :param optim: any ``pyro.optim`` optimiser (overrides ``lr``).
+        :param num_particles: draws per step for the ELBO estimate.
+        :param vectorize_particles: draw the particles in one batched pass.
+        :param shuffle: reshuffle tensors every epoch.
+        :param seed: seeds torch's global RNG before fitting.
+        :param progress: show a tqdm progress bar.
+        :param callback: ``callback(epoch, result)`` after each epoch; return ``True`` to stop.
+        :return: a :class:`FitResult` with the per-datum ELBO, expected log-likelihood and KL.
+        :raises DivergenceError: if the ELBO becomes NaN/inf; parameters keep their last good
+            values.
+
+        Example::
+
+            >>> result = bnn.fit(x, y, epochs=100, batch_size=128, lr=1e-2, progress=False)
+            >>> result.elbo[-1], result.loglik[-1], result.kl[-1]  # nats per datum
+        """
+        epochs = _positive_int("epochs", epochs)
+        num_particles = _positive_int("num_particles", num_particles)
+        if optim is None:
+            if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+                raise ValueError(f"Expected lr > 0, but got {lr!r}.")
+            optim = pyro.optim.Adam({"lr": float(lr)})
+        elif not isinstance(optim, pyro.optim.PyroOptim):
+            raise TypeError(
+                "Expected optim to be a pyro.optim optimiser such as "
+                "pyro.optim.Adam({'lr': 1e-3}), "
+                f"but got {type(optim).__name__}."
+            )
+        if seed is not None:
+            torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(
+            int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
+        )
+        n_data, batches = self._batches(x, y, batch_size, shuffle, generator)
+        size = self.likelihood.dataset_size or n_data
+        result = FitResult(dataset_size=size)
+        start = time.perf_counter()
+        bar = tqdm(range(epochs), disable=not progress, desc="fit", unit="epoch")
+        for epoch in bar:
+            step_terms = [
+                self._step(
+                    xb, yb, size, optim, num_particles, vectorize_particles, result.num_steps + i
+                )
+                for i, (xb, yb) in enumerate(batches())
+            ]
+            for t in step_terms:
+                result.step_elbo.append((t[0] - t[1]) / size)
+                result.step_loglik.append(t[0] / size)
+                result.step_kl.append(t[1] / size)
+            k = len(step_terms)
+            result.loglik.append(sum(result.step_loglik[-k:]) / k)
+            result.kl.append(sum(result.step_kl[-k:]) / k)
+            result.elbo.append(result.loglik[-1] - result.kl[-1])
+            bar.set_postfix(elbo=f"{result.elbo[-1]:.4g}")
+            if callback is not None and callback(epoch, result):
+                break
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        size: int,
+        optim: pyro.optim.PyroOptim,
+        num_particles: int,
+        vectorize_particles: bool,
+        step: int,
+    ) -> tuple[float, float]:
+        with poutine.trace(param_only=True) as capture:
+            terms: ELBOTerms = elbo_terms(
+                self.model,
+                self.guide,
+                x,
+                y,
+                dataset_size=size,
+                num_particles=num_particles,
+                vectorize_particles=vectorize_particles,
+            )
+        loglik, kl = terms.loglik.item(), terms.kl.item()
+        for term, value in (("expected log-likelihood", loglik), ("KL", kl)):
+            if not math.isfinite(value):
+                raise DivergenceError(
+                    f"The ELBO diverged: its {term} term is {value} (step {step}). "
+                    "Parameters keep their last good values. Lower the learning rate, use a "
+                    "smaller init_scale for the guide, or standardise the data."
+                )
+        params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+        terms.loss.backward()
+        optim(params)
+        zero_grads(params)
+        return loglik, kl
+
+    # ------------------------------------------------------------------ prediction
+    def _default_chunk(self, n: int, dtype: torch.dtype) -> int:
+        weights = sum(math.prod(self._shapes[k]) for k in self.random_names)
+        per_draw = torch.finfo(dtype).bits // 8 * (4 * weights + 1024 * n)
+        return max(1, _CHUNK_BYTES // per_draw)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        x: torch.Tensor,
+        num_samples: int = 100,
+        *,
+        chunk_size: int | None = None,
+        seed: int | None = None,
+    ) -> Prediction:
+        """Posterior predictive: ``num_samples`` weight draws from the guide, batched in chunks.
+
+        :param x: inputs ``(N, ...)``.
+        :param num_samples: number of posterior draws S.
+        :param chunk_size: draws per batched forward (default: sized to about 64 MB).
+        :param seed: if given, predictions are reproducible without touching the global RNG.
+        :return: a :class:`~pyro_bdl.uncertainty.Prediction` with ``samples`` of shape
+            ``(S, N, ...)``.
+
+        Example::
+
+            >>> pred = bnn.predict(x_test, num_samples=200)
+            >>> pred.mean.shape, pred.decompose().epistemic.shape
+        """
+        x = _check_tensor("x", x)
+        num_samples = _positive_int("num_samples", num_samples)
+        if chunk_size is not None:
+            chunk_size = _positive_int("chunk_size", chunk_size)
+        self._guide_ready(x)
+        if seed is None:
+            return self._predict(x, num_samples, chunk_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._predict(x, num_samples, chunk_size)
+
+    def _predict(self, x: torch.Tensor, num_samples: int, chunk_size: int | None) -> Prediction:
+        dtype = next(self._net.parameters()).dtype
+        chunk = chunk_size or self._default_chunk(len(x), dtype)
+        parts = []
+        for start in range(0, num_samples, chunk):
+            c = min(chunk, num_samples - start)
+            with pyro.plate(DRAWS_PLATE, c, dim=-2):
+                guide_trace = poutine.trace(self.guide).get_trace(x, None)
+                model_trace = poutine.trace(
+                    poutine.replay(self.model, trace=guide_trace)
+                ).get_trace(x, None)
+            parts.append(self.likelihood.prediction(model_trace.nodes[OBS]["fn"]))
+        if len(parts) == 1:
+            return parts[0]
+        scales = [p.scale for p in parts]
+        return Prediction(
+            parts[0].kind,
+            samples=torch.cat([p.samples for p in parts]),
+            scale=None if scales[0] is None else torch.cat(scales),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BNN(name={self.name!r}, random={len(self.random_names)} params, "
+            f"deterministic={len(self.deterministic_names)}, prior={self.prior!r}, "
+            f"likelihood={self.likelihood!r})"
+        )

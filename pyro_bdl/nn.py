@@ -1,0 +1,256 @@
+"""Lift the parameters of an unchanged ``torch.nn.Module`` to Pyro sample sites.
+
+The user's network is never modified: its selected parameters are replaced, for one call, by
+tensors sampled from the prior or the guide through :func:`torch.func.functional_call`. When the
+sampled tensors carry leading sample dimensions (a vectorised particle plate,
+``Predictive(parallel=True)``, a stack of posterior draws) the forward is vectorised over them
+with :func:`torch.func.vmap`, so ``S`` draws cost one batched forward instead of ``S`` Python calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.distributions import Distribution
+from torch.func import functional_call, vmap
+
+__all__ = [
+    "BatchedForward",
+    "cast_distribution",
+    "INIT_KEY",
+    "init_to_net",
+    "named_random_parameters",
+]
+
+#: Key of a sample site's ``infer`` dict under which the lifted parameter's current value is kept,
+#: so that guides can start at the network's weights (a pretrained net is a warm start).
+INIT_KEY = "pyro_bdl_init"
+
+
+def named_random_parameters(
+    net: nn.Module, include: Callable[[str, nn.Parameter], bool] | None = None
+) -> list[tuple[str, nn.Parameter]]:
+    """List the parameters of ``net`` that become random, in ``named_parameters()`` order.
+
+    :param net: any module.
+    :param include: predicate ``(name, param) -> bool``; ``None`` selects every parameter.
+    :return: ``[(name, param), ...]`` for the selected parameters.
+    :raises ValueError: if the network has no parameters or ``include`` selects none.
+
+    Example::
+
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+        >>> [n for n, _ in named_random_parameters(net, lambda n, p: n.startswith("1."))]
+        ['1.weight', '1.bias']
+    """
+    params = list(net.named_parameters())
+    if not params:
+        raise ValueError(
+            f"Expected a network with at least one parameter, but {type(net).__name__} has none."
+        )
+    if include is None:
+        return params
+    selected = [(n, p) for n, p in params if include(n, p)]
+    if not selected:
+        names = ", ".join(n for n, _ in params)
+        raise ValueError(
+            "Expected `include` to select at least one parameter to make random, but it selected "
+            f"none of: {names}. Fix the predicate, e.g. include=lambda name, p: "
+            "name.endswith('weight')."
+        )
+    return selected
+
+
+def init_to_net(site: dict[str, Any] | None = None, fallback: Callable | None = None) -> Any:
+    """Initialisation for Pyro autoguides: start every lifted site at the network's weights.
+
+    Sites that do not come from a network parameter (for example a noise precision) fall back to
+    ``fallback`` (default :func:`pyro.infer.autoguide.init_to_median`).
+
+    :param site: a Pyro message (when used directly as ``init_loc_fn``).
+    :param fallback: strategy for sites without a network value.
+
+    Example::
+
+        >>> from pyro.infer.autoguide import AutoNormal
+        >>> guide = AutoNormal(bnn.model, init_loc_fn=init_to_net)  # doctest: +SKIP
+    """
+    from pyro.infer.autoguide.initialization import init_to_median
+
+    if fallback is None:
+        fallback = init_to_median
+    if site is None:
+        return lambda s: init_to_net(s, fallback=fallback)
+    value = site["infer"].get(INIT_KEY)
+    if value is None:
+        return fallback(site)
+    return value.detach().clone()
+
+
+def cast_distribution(d: Distribution, like: torch.Tensor) -> Distribution:
+    """Rebuild ``d`` with its tensor arguments on ``like``'s dtype and device (if they differ).
+
+    Priors are usually written with float32 scalars; a float64 network needs float64 priors.
+
+    Example::
+
+        >>> cast_distribution(dist.Normal(0.0, 1.0), torch.zeros(2, dtype=torch.float64)).loc.dtype
+        torch.float64
+    """
+    if isinstance(d, dist.Independent):
+        return cast_distribution(d.base_dist, like).to_event(d.reinterpreted_batch_ndims)
+    if isinstance(d, torch.distributions.MixtureSameFamily):
+        return dist.MixtureSameFamily(
+            cast_distribution(d.mixture_distribution, like),
+            cast_distribution(d.component_distribution, like),
+        )
+    args = {k: v for k, v in vars(d).items() if k in d.arg_constraints and torch.is_tensor(v)}
+    if all(v.dtype == like.dtype and v.device == like.device for v in args.values()):
+        return d
+    if "probs" in args and "logits" in args:  # both cached after use; the constructor takes one
+        del args["probs"]
+    return type(d)(**{k: v.to(like) for k, v in args.items()})
+
+
+class BatchedForward:
+    """Run ``net`` with some parameters replaced, vectorised over leading sample dimensions.
+
+    ``params`` maps parameter names to tensors of shape ``sample_shape + param.shape`` (size-1
+    leading dims broadcast; size-1 dims between the sample dims and ``param.shape``, which Pyro's
+    plates add, are dropped). The output has shape ``sample_shape + net(*args).shape``.
+
+    Modules whose operators have no ``vmap`` batching rule (``nn.GRU``, ``nn.LSTM``, BatchNorm in
+    training mode) are run with a Python loop over the draws instead; the choice is made once, on
+    the first batched call, and kept in :attr:`vectorized`. If the loop fails as well, its error is
+    raised: a real error is never hidden behind the fallback.
+
+    :param net: the unchanged user network.
+    :param vectorize: ``True`` (use vmap), ``False`` (loop) or ``"auto"``.
+
+    Example::
+
+        >>> net = torch.nn.Linear(3, 2)
+        >>> fwd = BatchedForward(net)
+        >>> w = torch.randn(5, 2, 3)  # 5 draws of the weight
+        >>> fwd({"weight": w}, torch.randn(7, 3), sample_shape=(5,)).shape
+        torch.Size([5, 7, 2])
+    """
+
+    def __init__(self, net: nn.Module, vectorize: bool | str = "auto") -> None:
+        if vectorize not in (True, False, "auto"):
+            raise ValueError(f"Expected vectorize in (True, False, 'auto'), but got {vectorize!r}.")
+        self.net = net
+        self.vectorized: bool | None = None if vectorize == "auto" else bool(vectorize)
+        self._shapes = {n: p.shape for n, p in net.named_parameters()}
+
+    def __call__(
+        self,
+        params: Mapping[str, torch.Tensor],
+        *args: Any,
+        sample_shape: tuple[int, ...] | torch.Size = (),
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:
+        sample_shape = torch.Size(sample_shape)
+        flat = {}
+        for name, value in params.items():
+            shape = self._shapes[name]
+            batch = value.shape[: value.dim() - len(shape)]
+            extra = len(batch) - len(sample_shape)
+            if extra > 0:  # size-1 dims of the model's plates, right of the sample dims
+                value = value.reshape(batch[:-extra] + shape)
+            flat[name] = value.expand(sample_shape + shape).reshape((-1,) + tuple(shape))
+        if not sample_shape:
+            return functional_call(self.net, {n: v[0] for n, v in flat.items()}, args)
+        num = sample_shape.numel()
+        chunk = num if chunk_size is None else max(1, min(chunk_size, num))
+        outs = [
+            self._run({n: v[i : i + chunk] for n, v in flat.items()}, args)
+            for i in range(0, num, chunk)
+        ]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return out.reshape(sample_shape + out.shape[1:])
+
+    def _run(self, flat: dict[str, torch.Tensor], args: tuple) -> torch.Tensor:
+        if self.vectorized is None:
+            try:
+                out = self._vmap(flat, args)
+            except RuntimeError:
+                out = self._loop(flat, args)  # re-raises any error that is not vmap's
+                self.vectorized = False
+            else:
+                self.vectorized = True
+            return out
+        return self._vmap(flat, args) if self.vectorized else self._loop(flat, args)
+
+    def _vmap(self, flat: dict[str, torch.Tensor], args: tuple) -> torch.Tensor:
+        def one(p: dict[str, torch.Tensor]) -> torch.Tensor:
+            return functional_call(self.net, p, args)
+
+        return vmap(one, randomness="different")(flat)
+
+    def _loop(self, flat: dict[str, torch.Tensor], args: tuple) -> torch.Tensor:
+        num = next(iter(flat.values())).shape[0]
+        return torch.stack(
+            [
+                functional_call(self.net, {n: v[s] for n, v in flat.items()}, args)
+                for s in range(num)
+            ]
+        )
+
+
+def sample_shape_of(
+    values: Mapping[str, torch.Tensor],
+    shapes: Mapping[str, torch.Size],
+    plate_nesting: int = 1,
+) -> torch.Size:
+    """Leading sample shape of sampled weights, with the model's plate dims stripped.
+
+    Pyro right-aligns batch dimensions with plates: a global weight sampled under a vectorised
+    particle plate of size ``P`` placed at ``-(plate_nesting + 1)`` has shape
+    ``(P, 1, *param.shape)``; its trailing ``plate_nesting`` batch dims belong to the model's plates
+    and must be 1. The result (``(P,)`` here) is the shape the forward is vectorised over, so the
+    network output ``(P, N, ...)`` lines up with the data plate at dim -1.
+
+    :raises ValueError: if a value does not end in its parameter's shape or a plate dim is not 1.
+    """
+    batch_shapes = []
+    for name, value in values.items():
+        shape = shapes[name]
+        k = value.dim() - len(shape)
+        if k < 0 or value.shape[k:] != shape:
+            raise ValueError(
+                f"Expected the value of weight site {name!r} to end in the parameter's shape "
+                f"{tuple(shape)}, but got shape {tuple(value.shape)}."
+            )
+        batch_shapes.append(value.shape[:k])
+    batch = torch.broadcast_shapes(*batch_shapes) if batch_shapes else torch.Size()
+    if len(batch) == 0:
+        return torch.Size()
+    plate_part = batch[-plate_nesting:]
+    if any(s != 1 for s in plate_part):
+        raise ValueError(
+            f"Weight draws have batch shape {tuple(batch)}, whose last {plate_nesting} dim(s) "
+            "belong to the model's data plate and must be 1. Stack S draws as "
+            "(S, 1, *param.shape), as Pyro's vectorised plates do."
+        )
+    return batch[: len(batch) - len(plate_part)]
+
+
+def fan_in_out(param: torch.Tensor) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a parameter; a 1-D parameter (a bias) counts its length for both.
+
+    Example::
+
+        >>> fan_in_out(torch.empty(4, 3))
+        (3, 4)
+    """
+    if param.dim() < 2:
+        n = max(1, param.numel())
+        return n, n
+    receptive = math.prod(param.shape[2:])
+    return param.shape[1] * receptive, param.shape[0] * receptive

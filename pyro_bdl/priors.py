@@ -1,0 +1,312 @@
+"""Priors p(W) over the parameters of any ``torch.nn.Module``.
+
+A prior is one method, :meth:`Prior.prior_dist`: the distribution of one named parameter. The base
+class owns the rest: which parameters are random (one ``include`` predicate), expanding the
+distribution to the parameter's shape, and moving it to the parameter's dtype and device.
+A prior may also be given as a distribution, a ``{name: dist}`` dict or a callable
+``(name, param) -> dist``; :func:`as_prior` turns each form into a :class:`Prior`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from .nn import cast_distribution, fan_in_out, named_random_parameters
+
+__all__ = [
+    "Prior",
+    "IIDPrior",
+    "LayerwiseNormalPrior",
+    "ScaleMixturePrior",
+    "DictPrior",
+    "CallablePrior",
+    "as_prior",
+    "PriorLike",
+]
+
+Include = Callable[[str, nn.Parameter], bool]
+
+
+class Prior:
+    """Base class: a prior over the named parameters of a network.
+
+    Subclasses implement :meth:`prior_dist` only (a distribution whose batch shape is ``()`` or
+    broadcasts to the parameter's shape); :meth:`site_dist` expands it to the parameter's shape,
+    declares every dimension an event dimension and casts it to the parameter's dtype and device.
+
+    :param include: predicate ``(name, param) -> bool`` choosing which parameters are random
+        (default: all). Parameters it rejects stay deterministic and are learned as point estimates.
+
+    Example (a Bayesian last layer, the rest point estimates)::
+
+        >>> prior = IIDPrior(dist.Normal(0.0, 1.0), include=lambda name, p: name.startswith("2."))
+    """
+
+    def __init__(self, include: Include | None = None) -> None:
+        if include is not None and not callable(include):
+            raise TypeError(
+                f"Expected include to be a callable (name, param) -> bool, but got {include!r}."
+            )
+        self.include = include
+
+    def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
+        """The prior of one parameter, before expansion to ``param.shape``."""
+        raise NotImplementedError
+
+    def random_parameters(self, net: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        """``[(name, param), ...]`` of ``net`` that this prior makes random.
+
+        :raises ValueError: if nothing is selected.
+        """
+        return named_random_parameters(net, self.include)
+
+    def site_dist(self, name: str, param: torch.Tensor) -> Distribution:
+        """The distribution of the sample site for ``param``: event shape ``param.shape``.
+
+        :raises ValueError: if the prior's batch shape does not broadcast to ``param.shape``.
+        """
+        d = cast_distribution(self.prior_dist(name, param), param)
+        if d.event_shape:
+            if d.event_shape != param.shape:
+                raise ValueError(
+                    f"Expected the prior of {name!r} to have event shape () or "
+                    f"{tuple(param.shape)}, but got event shape {tuple(d.event_shape)}."
+                )
+            return d
+        try:
+            d = d.expand(param.shape)
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(
+                f"Expected the prior of {name!r} to have a batch shape broadcastable to "
+                f"{tuple(param.shape)}, but got batch shape {tuple(d.batch_shape)}."
+            ) from e
+        return d.to_event(param.dim()) if param.dim() else d
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class IIDPrior(Prior):
+    """The same distribution, independently, for every element of every selected parameter.
+
+    :param distribution: a univariate distribution, e.g. ``dist.Normal(0., 1.)``.
+
+    Example::
+
+        >>> prior = IIDPrior(dist.Normal(0.0, 1.0))
+        >>> prior.site_dist("weight", torch.zeros(3, 2)).event_shape
+        torch.Size([3, 2])
+    """
+
+    def __init__(self, distribution: Distribution, include: Include | None = None) -> None:
+        super().__init__(include)
+        if not isinstance(distribution, Distribution):
+            raise TypeError(
+                f"Expected a torch/pyro Distribution, e.g. dist.Normal(0., 1.), "
+                f"but got {type(distribution).__name__}."
+            )
+        if distribution.event_shape or distribution.batch_shape:
+            raise ValueError(
+                "Expected a scalar distribution (batch and event shape ()), but got batch shape "
+                f"{tuple(distribution.batch_shape)} and event shape "
+                f"{tuple(distribution.event_shape)}; use a dict prior for per-parameter shapes."
+            )
+        self.distribution = distribution
+
+    def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
+        return self.distribution
+
+    def __repr__(self) -> str:
+        return f"IIDPrior({self.distribution})"
+
+
+class LayerwiseNormalPrior(Prior):
+    r"""Zero-mean Normal prior whose scale follows the classic weight-initialisation rules.
+
+    With ``fan_in`` and ``fan_out`` as in :func:`torch.nn.init` (a bias counts its own length for
+    both):
+
+    .. math::
+
+        \sigma_{\text{radford}} = \frac{1}{\sqrt{\text{fan\_in}}},\quad
+        \sigma_{\text{kaiming}} = \frac{\text{gain}}{\sqrt{\text{fan\_in}}},\quad
+        \sigma_{\text{xavier}} = \text{gain}\sqrt{\frac{2}{\text{fan\_in} + \text{fan\_out}}}
+
+    :param method: ``"kaiming"``, ``"xavier"`` or ``"radford"`` (Neal 1996).
+    :param nonlinearity: passed to :func:`torch.nn.init.calculate_gain` (kaiming, xavier).
+
+    Example::
+
+        >>> prior = LayerwiseNormalPrior("radford")
+        >>> prior.prior_dist("0.weight", torch.zeros(50, 4)).scale
+        tensor(0.5000)
+    """
+
+    methods = ("kaiming", "xavier", "radford")
+
+    def __init__(
+        self,
+        method: str = "radford",
+        nonlinearity: str = "relu",
+        include: Include | None = None,
+    ) -> None:
+        super().__init__(include)
+        if method not in self.methods:
+            raise ValueError(f"Expected method in {self.methods}, but got {method!r}.")
+        self.method = method
+        self.gain = nn.init.calculate_gain(nonlinearity) if method != "radford" else 1.0
+
+    def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
+        fan_in, fan_out = fan_in_out(param)
+        if self.method == "xavier":
+            std = self.gain * math.sqrt(2.0 / (fan_in + fan_out))
+        else:
+            std = self.gain / math.sqrt(fan_in)
+        return dist.Normal(torch.zeros((), dtype=param.dtype), torch.tensor(std, dtype=param.dtype))
+
+    def __repr__(self) -> str:
+        return f"LayerwiseNormalPrior({self.method!r})"
+
+
+class ScaleMixturePrior(Prior):
+    r"""Blundell et al. (2015) scale mixture of two zero-mean Gaussians, i.i.d. over weights.
+
+    .. math:: p(w) = \pi\,\mathcal N(w; 0, \sigma_1^2) + (1 - \pi)\,\mathcal N(w; 0, \sigma_2^2)
+
+    There is no closed-form KL to a Gaussian guide: the ELBO estimates it by Monte Carlo.
+
+    :param pi: mixture weight of the first component, in (0, 1).
+    :param sigma1: scale of the first component (> 0).
+    :param sigma2: scale of the second component (> 0).
+
+    Example::
+
+        >>> prior = ScaleMixturePrior(0.5, 1.0, math.exp(-6))
+        >>> prior.site_dist("w", torch.zeros(3)).log_prob(torch.zeros(3)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self, pi: float, sigma1: float, sigma2: float, include: Include | None = None
+    ) -> None:
+        super().__init__(include)
+        if not 0.0 < pi < 1.0:
+            raise ValueError(f"Expected 0 < pi < 1, but got pi={pi}.")
+        if sigma1 <= 0 or sigma2 <= 0:
+            raise ValueError(f"Expected sigma1, sigma2 > 0, but got {sigma1}, {sigma2}.")
+        self.pi, self.sigma1, self.sigma2 = float(pi), float(sigma1), float(sigma2)
+
+    def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
+        kw = {"dtype": param.dtype, "device": param.device}
+        mix = dist.Categorical(torch.tensor([self.pi, 1.0 - self.pi], **kw))
+        comp = dist.Normal(torch.zeros(2, **kw), torch.tensor([self.sigma1, self.sigma2], **kw))
+        return dist.MixtureSameFamily(mix, comp)
+
+    def __repr__(self) -> str:
+        return f"ScaleMixturePrior({self.pi}, {self.sigma1}, {self.sigma2})"
+
+
+class DictPrior(Prior):
+    """A prior per parameter name; the names in the dict are the random parameters.
+
+    :param priors: ``{name: distribution}`` with names from ``net.named_parameters()``.
+
+    Example::
+
+        >>> prior = DictPrior({"0.weight": dist.Normal(0.0, 1.0)})
+    """
+
+    def __init__(self, priors: Mapping[str, Distribution]) -> None:
+        for k, v in priors.items():
+            if not isinstance(v, Distribution):
+                raise TypeError(
+                    f"Expected a Distribution for parameter {k!r}, but got {type(v).__name__}."
+                )
+        if not priors:
+            raise ValueError("Expected at least one {name: distribution} entry, but got {}.")
+        self.priors = dict(priors)
+        super().__init__(lambda name, param: name in self.priors)
+
+    def random_parameters(self, net: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        names = dict(net.named_parameters())
+        unknown = [k for k in self.priors if k not in names]
+        if unknown:
+            raise ValueError(
+                f"Expected prior keys among the network's parameter names {list(names)}, "
+                f"but got unknown name(s) {unknown}."
+            )
+        return super().random_parameters(net)
+
+    def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
+        return self.priors[name]
+
+    def __repr__(self) -> str:
+        return f"DictPrior({list(self.priors)})"
+
+
+class CallablePrior(Prior):
+    """A prior given by a function ``(name, param) -> Distribution | None``.
+
+    Parameters for which it returns ``None`` stay deterministic.
+
+    Example::
+
+        >>> prior = CallablePrior(lambda n, p: dist.Normal(0.0, 1.0) if p.dim() > 1 else None)
+    """
+
+    def __init__(self, fn: Callable[[str, torch.Tensor], Distribution | None]) -> None:
+        if not callable(fn):
+            raise TypeError(f"Expected a callable (name, param) -> dist, but got {fn!r}.")
+        self.fn = fn
+        super().__init__(lambda name, param: fn(name, param) is not None)
+
+    def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
+        d = self.fn(name, param)
+        if not isinstance(d, Distribution):
+            raise TypeError(
+                f"Expected the prior callable to return a Distribution for {name!r}, "
+                f"but got {type(d).__name__}."
+            )
+        return d
+
+
+PriorLike = Prior | Distribution | Mapping[str, Distribution] | Callable
+
+
+def as_prior(prior: PriorLike, include: Include | None = None) -> Prior:
+    """Normalise the accepted prior forms into a :class:`Prior`.
+
+    :param prior: a :class:`Prior`, a scalar distribution (i.i.d. prior), a ``{name: dist}`` dict or
+        a callable ``(name, param) -> dist | None``.
+    :param include: optional predicate overriding which parameters are random.
+
+    Example::
+
+        >>> as_prior(dist.Normal(0.0, 1.0))
+        IIDPrior(Normal(loc: 0.0, scale: 1.0))
+    """
+    if isinstance(prior, Prior):
+        p = prior
+    elif isinstance(prior, Distribution):
+        p = IIDPrior(prior)
+    elif isinstance(prior, Mapping):
+        p = DictPrior(prior)
+    elif callable(prior):
+        p = CallablePrior(prior)
+    else:
+        raise TypeError(
+            "Expected a Prior, a Distribution, a {name: dist} dict or a callable "
+            f"(name, param) -> dist, but got {type(prior).__name__}."
+        )
+    if include is not None:
+        p = copy.copy(p)  # never change the caller's prior object
+        base = p.include
+        p.include = include if base is None else (lambda n, q: base(n, q) and include(n, q))
+    return p

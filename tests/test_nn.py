@@ -1,0 +1,154 @@
+"""Lifting parameters of unchanged modules; vectorised forwards match loops."""
+
+import pyro.distributions as dist
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from pyro_bdl.nn import (
+    BatchedForward,
+    cast_distribution,
+    fan_in_out,
+    init_to_net,
+    named_random_parameters,
+    sample_shape_of,
+)
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+class SmallGRU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 5, batch_first=True)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, x):
+        out, _ = self.gru(x)
+        return self.head(out[:, -1])
+
+
+def _draws(net, s):
+    return {n: p.detach() + 0.1 * torch.randn((s,) + p.shape) for n, p in net.named_parameters()}
+
+
+def _loop(net, draws, x):
+    s = next(iter(draws.values())).shape[0]
+    return torch.stack(
+        [functional_call(net, {n: v[i] for n, v in draws.items()}, (x,)) for i in range(s)]
+    )
+
+
+@pytest.mark.parametrize(
+    "make_net, x_shape, vectorized",
+    [
+        (lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), (7, 4), True),
+        (lambda: SmallCNN().eval(), (5, 1, 8, 8), True),
+        (SmallGRU, (5, 6, 3), False),  # no vmap batching rule for GRU: loop fallback
+    ],
+)
+def test_batched_forward_matches_loop(make_net, x_shape, vectorized):
+    net = make_net()
+    x = torch.randn(x_shape)
+    draws = _draws(net, 6)
+    fwd = BatchedForward(net)
+    out = fwd(draws, x, sample_shape=(6,))
+    assert fwd.vectorized is vectorized
+    torch.testing.assert_close(out, _loop(net, draws, x), rtol=1e-12, atol=1e-12)
+    # chunking gives the same numbers
+    torch.testing.assert_close(fwd(draws, x, sample_shape=(6,), chunk_size=4), out)
+    # buffers are untouched (BatchNorm in eval mode)
+    if isinstance(net, SmallCNN):
+        assert torch.equal(net.bn.running_mean, torch.zeros(4))
+
+
+def test_batched_forward_two_sample_dims_and_plate_dims():
+    net = nn.Linear(3, 2)
+    w = torch.randn(2, 4, 1, 2, 3)  # sample shape (2, 4), a plate dim of size 1
+    b = torch.randn(2, 4, 1, 2)
+    x = torch.randn(5, 3)
+    out = BatchedForward(net)({"weight": w, "bias": b}, x, sample_shape=(2, 4))
+    assert out.shape == (2, 4, 5, 2)
+    torch.testing.assert_close(out[1, 3], x @ w[1, 3, 0].T + b[1, 3, 0])
+
+
+def test_batched_forward_unbatched_and_shared_parameters():
+    net = nn.Linear(3, 2)
+    x = torch.randn(5, 3)
+    w = torch.randn(2, 3)
+    out = BatchedForward(net)({"weight": w}, x)
+    torch.testing.assert_close(out, x @ w.T + net.bias)
+
+
+def test_loop_fallback_reraises_real_errors():
+    net = nn.Linear(3, 2)
+    with pytest.raises(RuntimeError):
+        BatchedForward(net, vectorize="auto")(
+            {"weight": torch.randn(4, 2, 3)}, torch.randn(5, 7), sample_shape=(4,)
+        )
+
+
+def test_vectorize_argument_checked():
+    with pytest.raises(ValueError, match="vectorize"):
+        BatchedForward(nn.Linear(1, 1), vectorize="yes")
+
+
+def test_sample_shape_of():
+    shapes = {"w": torch.Size([2, 3])}
+    assert sample_shape_of({"w": torch.zeros(2, 3)}, shapes) == ()
+    assert sample_shape_of({"w": torch.zeros(8, 1, 2, 3)}, shapes) == (8,)
+    with pytest.raises(ValueError, match=r"data plate and must be 1.*\(S, 1, \*param.shape\)"):
+        sample_shape_of({"w": torch.zeros(8, 2, 3)}, shapes)
+    with pytest.raises(ValueError, match="end in the parameter's shape"):
+        sample_shape_of({"w": torch.zeros(3, 2)}, shapes)
+
+
+def test_named_random_parameters_and_errors():
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    assert [n for n, _ in named_random_parameters(net)] == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+    ]
+    assert [n for n, _ in named_random_parameters(net, lambda n, p: p.dim() == 2)] == [
+        "0.weight",
+        "1.weight",
+    ]
+    with pytest.raises(ValueError, match="selected none of: 0.weight, 0.bias"):
+        named_random_parameters(net, lambda n, p: False)
+    with pytest.raises(ValueError, match="at least one parameter"):
+        named_random_parameters(nn.ReLU())
+
+
+def test_fan_in_out_and_cast():
+    assert fan_in_out(torch.empty(4, 3, 5, 5)) == (75, 100)
+    assert fan_in_out(torch.empty(7)) == (7, 7)
+    d = cast_distribution(dist.Normal(torch.tensor(0.0, dtype=torch.float32), 1.0), torch.zeros(1))
+    assert d.loc.dtype == torch.float64
+    mix = dist.MixtureSameFamily(
+        dist.Categorical(torch.tensor([0.5, 0.5], dtype=torch.float32)),
+        dist.Normal(torch.zeros(2, dtype=torch.float32), torch.ones(2, dtype=torch.float32)),
+    )
+    assert (
+        cast_distribution(mix, torch.zeros(1)).component_distribution.scale.dtype == torch.float64
+    )
+
+
+def test_init_to_net_reads_the_site_and_falls_back():
+    value = torch.tensor([1.0, 2.0])
+    site = {"infer": {"pyro_bdl_init": value}, "fn": dist.Normal(0.0, 1.0)}
+    out = init_to_net(site)
+    assert torch.equal(out, value) and out is not value
+    fallback = init_to_net(fallback=lambda s: torch.tensor(7.0))
+    assert fallback({"infer": {}, "fn": dist.Normal(0.0, 1.0)}) == 7.0

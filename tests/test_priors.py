@@ -1,0 +1,113 @@
+"""Priors: shapes, dtypes, formulas, the accepted forms, and the include predicate."""
+
+import math
+
+import pyro.distributions as dist
+import pytest
+import torch
+from torch import nn
+
+from pyro_bdl.priors import (
+    CallablePrior,
+    DictPrior,
+    IIDPrior,
+    LayerwiseNormalPrior,
+    Prior,
+    ScaleMixturePrior,
+    as_prior,
+)
+
+
+def net():
+    return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+
+
+def test_iid_prior_expands_and_follows_dtype():
+    prior = IIDPrior(dist.Normal(torch.tensor(0.0, dtype=torch.float32), 2.0))
+    p = torch.zeros(3, 4, dtype=torch.float64)
+    d = prior.site_dist("0.weight", p)
+    assert d.event_shape == (3, 4) and d.batch_shape == ()
+    assert d.mean.dtype == torch.float64
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(d.log_prob(x), dist.Normal(0.0, 2.0).log_prob(x).sum())
+
+
+def test_scalar_parameter_site():
+    d = IIDPrior(dist.Normal(0.0, 1.0)).site_dist("s", torch.zeros(()))
+    assert d.event_shape == () and d.batch_shape == ()
+
+
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("radford", 1 / math.sqrt(4)),
+        ("kaiming", math.sqrt(2.0) / math.sqrt(4)),
+        ("xavier", math.sqrt(2.0) * math.sqrt(2.0 / (4 + 3))),
+    ],
+)
+def test_layerwise_normal_std(method, expected):
+    d = LayerwiseNormalPrior(method).prior_dist("0.weight", torch.zeros(3, 4))
+    assert d.scale.item() == pytest.approx(expected, rel=1e-12)
+    bias = LayerwiseNormalPrior(method).prior_dist("0.bias", torch.zeros(9))
+    assert bias.scale.item() == pytest.approx(
+        expected * math.sqrt(4 / 9) if method != "xavier" else math.sqrt(2.0) * math.sqrt(2 / 18)
+    )
+
+
+def test_layerwise_rejects_unknown_method():
+    with pytest.raises(ValueError, match="Expected method in .* but got 'he'"):
+        LayerwiseNormalPrior("he")
+
+
+def test_scale_mixture_log_density():
+    prior = ScaleMixturePrior(0.25, 1.0, 0.01)
+    w = torch.tensor([0.0, 0.003, -0.5, 2.0])
+    got = prior.site_dist("w", w).log_prob(w)
+    n1 = torch.distributions.Normal(0.0, 1.0).log_prob(w).exp()
+    n2 = torch.distributions.Normal(0.0, 0.01).log_prob(w).exp()
+    torch.testing.assert_close(got, torch.log(0.25 * n1 + 0.75 * n2).sum())
+    with pytest.raises(ValueError, match="0 < pi < 1"):
+        ScaleMixturePrior(1.0, 1.0, 0.1)
+    with pytest.raises(ValueError, match="sigma1, sigma2 > 0"):
+        ScaleMixturePrior(0.5, -1.0, 0.1)
+
+
+def test_dict_prior_selects_its_keys_and_rejects_unknown_names():
+    prior = as_prior({"2.weight": dist.Normal(0.0, 1.0)})
+    assert isinstance(prior, DictPrior)
+    assert [n for n, _ in prior.random_parameters(net())] == ["2.weight"]
+    bad = as_prior({"2.wieght": dist.Normal(0.0, 1.0)})
+    with pytest.raises(ValueError, match=r"unknown name\(s\) \['2.wieght'\]"):
+        bad.random_parameters(net())
+    with pytest.raises(TypeError, match="Expected a Distribution for parameter '0.bias'"):
+        DictPrior({"0.bias": 1.0})
+
+
+def test_callable_prior_none_means_deterministic():
+    prior = as_prior(lambda n, p: dist.Normal(0.0, 1.0) if p.dim() == 2 else None)
+    assert isinstance(prior, CallablePrior)
+    assert [n for n, _ in prior.random_parameters(net())] == ["0.weight", "2.weight"]
+
+
+def test_include_predicate_and_no_mutation_of_the_callers_prior():
+    base = IIDPrior(dist.Normal(0.0, 1.0))
+    last = as_prior(base, include=lambda n, p: n.startswith("2."))
+    assert [n for n, _ in last.random_parameters(net())] == ["2.weight", "2.bias"]
+    assert base.include is None  # the caller's object is unchanged
+    with pytest.raises(ValueError, match="selected none"):
+        as_prior(base, include=lambda n, p: False).random_parameters(net())
+
+
+def test_prior_shape_errors_and_bad_forms():
+    class Wrong(Prior):
+        def prior_dist(self, name, param):
+            return dist.Normal(torch.zeros(5), 1.0)
+
+    with pytest.raises(ValueError, match=r"broadcastable to \(3, 4\)"):
+        Wrong().site_dist("w", torch.zeros(3, 4))
+    with pytest.raises(TypeError, match="Expected a Prior, a Distribution"):
+        as_prior(3.0)
+    with pytest.raises(ValueError, match="scalar distribution"):
+        IIDPrior(dist.Normal(torch.zeros(2), 1.0))
+    with pytest.raises(TypeError, match="callable"):
+        IIDPrior(dist.Normal(0.0, 1.0), include="weights")
