@@ -214,8 +214,18 @@ class BNN(PyroModule):
         return self._forward(weights, x, sample_shape=sample_shape)
 
     # ------------------------------------------------------------------ validation helpers
-    def _check_data(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _check_inputs(self, x: Any) -> torch.Tensor:
         x = _check_tensor("x", x)
+        dtype = next(self._net.parameters()).dtype
+        if x.is_floating_point() and x.dtype != dtype:
+            raise TypeError(
+                f"Expected inputs x of the network's dtype {dtype}, but got {x.dtype}; convert "
+                f"with x.to({dtype}) or the network with net.to({x.dtype})."
+            )
+        return x
+
+    def _check_data(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self._check_inputs(x)
         y = _check_tensor("y", y)
         if len(x) != len(y):
             raise ValueError(
@@ -228,7 +238,9 @@ class BNN(PyroModule):
         """Build a lazily initialised guide outside any plate, without touching the RNG."""
         if getattr(self.guide, "prototype_trace", True) is None:
             with torch.random.fork_rng(devices=[]), poutine.block():
-                self.guide(x[:1], None)
+                # autoguides treat unobserved sites as latent: build them with an observed y
+                y = poutine.trace(self.model).get_trace(x[:1]).nodes[OBS]["value"]
+                self.guide(x[:1], y)
 
     # ------------------------------------------------------------------ fitting
     def _batches(
@@ -377,6 +389,14 @@ class BNN(PyroModule):
                 )
         params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
         terms.loss.backward()
+        bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
+        if bad:
+            zero_grads(params)
+            raise DivergenceError(
+                f"The ELBO's gradient has NaN/inf entries for {len(bad)} parameter tensor(s) "
+                f"(step {step}). Parameters keep their last good values. Lower the learning "
+                "rate, use a smaller init_scale for the guide, or standardise the data."
+            )
         optim(params)
         zero_grads(params)
         return loglik, kl
@@ -410,7 +430,7 @@ class BNN(PyroModule):
             >>> pred = bnn.predict(x_test, num_samples=200)
             >>> pred.mean.shape, pred.decompose().epistemic.shape
         """
-        x = _check_tensor("x", x)
+        x = self._check_inputs(x)
         num_samples = _positive_int("num_samples", num_samples)
         if chunk_size is not None:
             chunk_size = _positive_int("chunk_size", chunk_size)

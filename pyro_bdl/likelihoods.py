@@ -329,7 +329,8 @@ class HomoskedasticGaussian(_Gaussian):
         (loc,) = self._split(f, sample_ndim)
         scale = self.noise_scale(loc)
         event = loc.dim() - sample_ndim - 1
-        scale = scale.reshape(scale.shape + (1,) * (event + 1)) if scale.dim() else scale
+        # a sampled precision has batch shape sample_shape + (1,): already aligned with the plate
+        scale = scale.reshape(scale.shape + (1,) * event) if scale.dim() else scale
         return self._event(dist.Normal(loc, scale), event)
 
     def __repr__(self) -> str:

@@ -212,11 +212,12 @@ def sample_shape_of(
 
     Pyro right-aligns batch dimensions with plates: a global weight sampled under a vectorised
     particle plate of size ``P`` placed at ``-(plate_nesting + 1)`` has shape
-    ``(P, 1, *param.shape)``; its trailing ``plate_nesting`` batch dims belong to the model's plates
-    and must be 1. The result (``(P,)`` here) is the shape the forward is vectorised over, so the
-    network output ``(P, N, ...)`` lines up with the data plate at dim -1.
+    ``(P, 1, *param.shape)``, whose size-1 dims belong to the model's plates. ``Predictive``
+    conditions on ``(P, *param.shape)`` instead. Up to ``plate_nesting`` trailing size-1 batch dims
+    are dropped and the rest (``(P,)`` in both cases) is the shape the forward is vectorised over,
+    so the network output ``(P, N, ...)`` lines up with the data plate at dim -1.
 
-    :raises ValueError: if a value does not end in its parameter's shape or a plate dim is not 1.
+    :raises ValueError: if a value does not end in its parameter's shape.
     """
     batch_shapes = []
     for name, value in values.items():
@@ -229,16 +230,10 @@ def sample_shape_of(
             )
         batch_shapes.append(value.shape[:k])
     batch = torch.broadcast_shapes(*batch_shapes) if batch_shapes else torch.Size()
-    if len(batch) == 0:
-        return torch.Size()
-    plate_part = batch[-plate_nesting:]
-    if any(s != 1 for s in plate_part):
-        raise ValueError(
-            f"Weight draws have batch shape {tuple(batch)}, whose last {plate_nesting} dim(s) "
-            "belong to the model's data plate and must be 1. Stack S draws as "
-            "(S, 1, *param.shape), as Pyro's vectorised plates do."
-        )
-    return batch[: len(batch) - len(plate_part)]
+    strip = 0
+    while strip < min(plate_nesting, len(batch)) and batch[len(batch) - 1 - strip] == 1:
+        strip += 1
+    return batch[: len(batch) - strip]
 
 
 def fan_in_out(param: torch.Tensor) -> tuple[int, int]:

@@ -107,8 +107,8 @@ def test_sample_shape_of():
     shapes = {"w": torch.Size([2, 3])}
     assert sample_shape_of({"w": torch.zeros(2, 3)}, shapes) == ()
     assert sample_shape_of({"w": torch.zeros(8, 1, 2, 3)}, shapes) == (8,)
-    with pytest.raises(ValueError, match=r"data plate and must be 1.*\(S, 1, \*param.shape\)"):
-        sample_shape_of({"w": torch.zeros(8, 2, 3)}, shapes)
+    assert sample_shape_of({"w": torch.zeros(8, 2, 3)}, shapes) == (8,)  # Predictive's layout
+    assert sample_shape_of({"w": torch.zeros(4, 8, 1, 2, 3)}, shapes) == (4, 8)
     with pytest.raises(ValueError, match="end in the parameter's shape"):
         sample_shape_of({"w": torch.zeros(3, 2)}, shapes)
 
