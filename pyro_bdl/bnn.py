@@ -8,6 +8,7 @@ draws from the guide in vectorised chunks.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -21,6 +22,7 @@ import torch
 from pyro import poutine
 from pyro.infer.util import zero_grads
 from pyro.nn import PyroModule
+from pyro.poutine.messenger import Messenger
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -40,6 +42,15 @@ DRAWS_PLATE = "posterior_draws"
 
 #: Memory a default prediction chunk may use, in bytes.
 _CHUNK_BYTES = 64 * 2**20
+
+
+class _SkipObservation(Messenger):
+    """Leave the ``"obs"`` site unsampled: prediction needs its distribution, not a draw."""
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["name"] == OBS and msg["value"] is None:
+            fn = msg["fn"]
+            msg["value"] = torch.zeros(fn.batch_shape + fn.event_shape)
 
 
 class DivergenceError(FloatingPointError):
@@ -213,6 +224,15 @@ class BNN(PyroModule):
         sample_shape = torch.broadcast_shapes(*shapes.values())
         return self._forward(weights, x, sample_shape=sample_shape)
 
+    def estimator(self) -> contextlib.AbstractContextManager:
+        """The effect handler ``fit`` and ``predict`` run under, as the guide asks for it.
+
+        Guides may define ``estimator_context(bnn)`` (the dropout guides use it to draw masks
+        per example); otherwise this is a no-op.
+        """
+        make = getattr(self.guide, "estimator_context", None)
+        return make(self) if make is not None else contextlib.nullcontext()
+
     # ------------------------------------------------------------------ validation helpers
     def _check_inputs(self, x: Any) -> torch.Tensor:
         x = _check_tensor("x", x)
@@ -369,7 +389,7 @@ class BNN(PyroModule):
         vectorize_particles: bool,
         step: int,
     ) -> tuple[float, float]:
-        with poutine.trace(param_only=True) as capture:
+        with self.estimator(), poutine.trace(param_only=True) as capture:
             terms: ELBOTerms = elbo_terms(
                 self.model,
                 self.guide,
@@ -445,14 +465,14 @@ class BNN(PyroModule):
         dtype = next(self._net.parameters()).dtype
         chunk = chunk_size or self._default_chunk(len(x), dtype)
         parts = []
-        for start in range(0, num_samples, chunk):
-            c = min(chunk, num_samples - start)
-            with pyro.plate(DRAWS_PLATE, c, dim=-2):
-                guide_trace = poutine.trace(self.guide).get_trace(x, None)
-                model_trace = poutine.trace(
-                    poutine.replay(self.model, trace=guide_trace)
-                ).get_trace(x, None)
-            parts.append(self.likelihood.prediction(model_trace.nodes[OBS]["fn"]))
+        with self.estimator():
+            for start in range(0, num_samples, chunk):
+                c = min(chunk, num_samples - start)
+                with pyro.plate(DRAWS_PLATE, c, dim=-2), _SkipObservation():
+                    guide_trace = poutine.trace(self.guide).get_trace(x, None)
+                    model = poutine.replay(self.model, trace=guide_trace)
+                    model_trace = poutine.trace(model).get_trace(x, None)
+                parts.append(self.likelihood.prediction(model_trace.nodes[OBS]["fn"]))
         if len(parts) == 1:
             return parts[0]
         scales = [p.scale for p in parts]
