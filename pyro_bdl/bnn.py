@@ -44,6 +44,17 @@ DRAWS_PLATE = "posterior_draws"
 _CHUNK_BYTES = 64 * 2**20
 
 
+def _concatenate(parts: list[Prediction]) -> Prediction:
+    if len(parts) == 1:
+        return parts[0]
+    scales = [p.scale for p in parts]
+    return Prediction(
+        parts[0].kind,
+        samples=torch.cat([p.samples for p in parts]),
+        scale=None if scales[0] is None else torch.cat(scales),
+    )
+
+
 class _SkipObservation(Messenger):
     """Leave the ``"obs"`` site unsampled: prediction needs its distribution, not a draw."""
 
@@ -461,6 +472,54 @@ class BNN(PyroModule):
             torch.manual_seed(seed)
             return self._predict(x, num_samples, chunk_size)
 
+    @torch.no_grad()
+    def predict_from_samples(
+        self,
+        x: torch.Tensor,
+        samples: dict[str, torch.Tensor],
+        *,
+        chunk_size: int | None = None,
+    ) -> Prediction:
+        """Posterior predictive from given draws of the latent sites (e.g. ``MCMC`` samples).
+
+        :param x: inputs ``(N, ...)``.
+        :param samples: ``{site name: tensor (S, *site shape)}`` for every weight site (and the
+            ``"precision"`` site if the likelihood has one), as ``mcmc.get_samples()`` returns.
+        :param chunk_size: draws per batched forward.
+        :return: a :class:`~pyro_bdl.uncertainty.Prediction` with ``S`` draws.
+
+        Example::
+
+            >>> mcmc = MCMC(NUTS(bnn.model), num_samples=500, warmup_steps=500)
+            >>> mcmc.run(x, y)
+            >>> pred = bnn.predict_from_samples(x_test, mcmc.get_samples())
+        """
+        x = self._check_inputs(x)
+        sites = [self.site_name(n) for n in self.random_names]
+        missing = [s for s in sites if s not in samples]
+        if missing:
+            raise ValueError(
+                f"Expected draws for every weight site, but got none for {missing}; pass "
+                "mcmc.get_samples() or a dict {site name: tensor (S, *shape)}."
+            )
+        sizes = {k: v.shape[0] for k, v in samples.items() if torch.is_tensor(v) and v.dim()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"Expected the same number of draws for every site, but got {sizes}.")
+        num = next(iter(sizes.values()))
+        dtype = next(self._net.parameters()).dtype
+        chunk = chunk_size or self._default_chunk(len(x), dtype)
+        parts = []
+        for start in range(0, num, chunk):
+            c = min(chunk, num - start)
+            data = {}
+            for k, v in samples.items():
+                v = v[start : start + c]
+                data[k] = v.reshape((c, 1) + v.shape[1:])  # the draws plate sits at dim -2
+            with pyro.plate(DRAWS_PLATE, c, dim=-2), _SkipObservation():
+                trace = poutine.trace(poutine.condition(self.model, data=data)).get_trace(x, None)
+            parts.append(self.likelihood.prediction(trace.nodes[OBS]["fn"]))
+        return _concatenate(parts)
+
     def _predict(self, x: torch.Tensor, num_samples: int, chunk_size: int | None) -> Prediction:
         dtype = next(self._net.parameters()).dtype
         chunk = chunk_size or self._default_chunk(len(x), dtype)
@@ -473,14 +532,7 @@ class BNN(PyroModule):
                     model = poutine.replay(self.model, trace=guide_trace)
                     model_trace = poutine.trace(model).get_trace(x, None)
                 parts.append(self.likelihood.prediction(model_trace.nodes[OBS]["fn"]))
-        if len(parts) == 1:
-            return parts[0]
-        scales = [p.scale for p in parts]
-        return Prediction(
-            parts[0].kind,
-            samples=torch.cat([p.samples for p in parts]),
-            scale=None if scales[0] is None else torch.cat(scales),
-        )
+        return _concatenate(parts)
 
     def __repr__(self) -> str:
         return (

@@ -475,3 +475,21 @@ def test_divergence_names_the_term_and_keeps_the_last_good_parameters(prior_scal
         bnn.fit(x, y_scale * torch.randn(20), epochs=1, progress=False)
     after = _snapshot(bnn)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_predict_from_samples_equals_a_loop_and_checks_its_input():
+    x, _ = classification_data()
+    bnn = BNN(mlp(), dist.Normal(0.0, 1.0), Categorical())
+    draws = {
+        n: p.detach() + 0.1 * torch.randn((6,) + p.shape) for n, p in bnn.net.named_parameters()
+    }
+    pred = bnn.predict_from_samples(x, draws, chunk_size=4)
+    for s in range(6):
+        probs = torch.softmax(
+            functional_call(bnn.net, {n: v[s] for n, v in draws.items()}, (x,)), -1
+        )
+        torch.testing.assert_close(pred.samples[s], probs)
+    with pytest.raises(ValueError, match=r"none for \['2.bias'\]"):
+        bnn.predict_from_samples(x, {k: v for k, v in draws.items() if k != "2.bias"})
+    with pytest.raises(ValueError, match="same number of draws"):
+        bnn.predict_from_samples(x, {**draws, "2.bias": draws["2.bias"][:3]})
