@@ -12,6 +12,8 @@ predict with uncertainty::
     pred.decompose()  # total, aleatoric, epistemic
 """
 
+__version__ = "0.1.0"
+
 from .bnn import BNN, DivergenceError, FitResult
 from .guides import AutoMeanFieldNormal, MeanFieldNormal
 from .infer import ELBOTerms, elbo_terms
@@ -24,8 +26,6 @@ from .likelihoods import (
 )
 from .priors import IIDPrior, LayerwiseNormalPrior, Prior, ScaleMixturePrior
 from .uncertainty import Prediction, decompose
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BNN",

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyro
@@ -26,11 +28,13 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 from tqdm.auto import tqdm
 
-from .guides import GuideLike, build_guide
+from . import __version__
+from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from .guides import GuideLike, build_guide, guide_config, guide_from_config
 from .infer import ELBOTerms, elbo_terms
-from .likelihoods import OBS, Likelihood
+from .likelihoods import OBS, Likelihood, likelihood_from_config
 from .nn import INIT_KEY, BatchedForward, sample_shape_of
-from .priors import PriorLike, as_prior
+from .priors import PriorLike, as_prior, prior_from_config
 from .uncertainty import Prediction
 
 __all__ = ["BNN", "FitResult", "DivergenceError"]
@@ -39,6 +43,9 @@ _names = itertools.count()
 
 #: Plate used by :meth:`BNN.predict` to draw weights in parallel (outside the data plate).
 DRAWS_PLATE = "posterior_draws"
+
+#: Tensor-name prefixes of the optimiser and RNG state in a fit checkpoint.
+_FIT_STATE_KEYS = ("optim/", "rng.")
 
 #: Memory a default prediction chunk may use, in bytes.
 _CHUNK_BYTES = 64 * 2**20
@@ -53,6 +60,79 @@ def _concatenate(parts: list[Prediction]) -> Prediction:
         samples=torch.cat([p.samples for p in parts]),
         scale=None if scales[0] is None else torch.cat(scales),
     )
+
+
+class _InSet:
+    """``include`` predicate: the parameter names of a saved posterior."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = frozenset(names)
+
+    def __call__(self, name: str, param: torch.Tensor) -> bool:
+        return name in self.names
+
+
+def _component(given: Any, saved: dict | None, what: str, build: Callable) -> Any:
+    if given is not None:
+        return given
+    if saved is None:
+        raise ValueError(f"The saved {what} was custom (not describable as data): pass {what}=.")
+    return build(str(saved["type"]), saved["config"])
+
+
+def _check_architecture(net: nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    have = net.state_dict()
+    for k, v in saved.items():
+        if k not in have:
+            raise ValueError(
+                f"Expected the network to have parameter {k!r} of shape {tuple(v.shape)} as "
+                "saved, but it has no such parameter: load into a network of the saved "
+                "architecture."
+            )
+        if have[k].shape != v.shape:
+            raise ValueError(
+                f"Expected parameter {k!r} of shape {tuple(v.shape)} as saved, but the network's "
+                f"has shape {tuple(have[k].shape)}: load into a network of the saved architecture."
+            )
+    extra = [k for k in have if k not in saved]
+    if extra:
+        raise ValueError(
+            f"Expected the saved architecture, but the network has parameter(s) {extra} that the "
+            "checkpoint does not."
+        )
+
+
+def _flatten(obj: Any, path: str) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split nested optimiser state into ``{path: tensor}`` and a JSON skeleton."""
+    if torch.is_tensor(obj):
+        return {path: obj}, {"__tensor__": path}
+    if isinstance(obj, dict):
+        tensors: dict[str, torch.Tensor] = {}
+        items = []
+        for k, v in obj.items():
+            t, plain = _flatten(v, f"{path}/{k}")
+            tensors.update(t)
+            items.append([k, plain])
+        return tensors, {"__dict__": items}
+    if isinstance(obj, (list, tuple)):
+        tensors, items = {}, []
+        for i, v in enumerate(obj):
+            t, plain = _flatten(v, f"{path}/{i}")
+            tensors.update(t)
+            items.append(plain)
+        return tensors, {"__list__": items, "tuple": isinstance(obj, tuple)}
+    return {}, obj
+
+
+def _unflatten(plain: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(plain, dict) and "__tensor__" in plain:
+        return tensors[plain["__tensor__"]]
+    if isinstance(plain, dict) and "__dict__" in plain:
+        return {k: _unflatten(v, tensors, path) for k, v in plain["__dict__"]}
+    if isinstance(plain, dict) and "__list__" in plain:
+        items = [_unflatten(v, tensors, path) for v in plain["__list__"]]
+        return tuple(items) if plain.get("tuple") else items
+    return plain
 
 
 class _SkipObservation(Messenger):
@@ -187,7 +267,9 @@ class BNN(PyroModule):
         self.likelihood = likelihood
         self._shapes = {n: p.shape for n, p in net.named_parameters()}
         self._forward = BatchedForward(net, vectorize)
+        self.guide_spec = guide
         self.guide = build_guide(guide, self.model)
+        self._input_shape: tuple[int, ...] | None = None
 
     # ------------------------------------------------------------------ the Pyro program
     def site_name(self, param_name: str) -> str:
@@ -253,6 +335,7 @@ class BNN(PyroModule):
                 f"Expected inputs x of the network's dtype {dtype}, but got {x.dtype}; convert "
                 f"with x.to({dtype}) or the network with net.to({x.dtype})."
             )
+        self._input_shape = tuple(x.shape[1:])
         return x
 
     def _check_data(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -320,6 +403,9 @@ class BNN(PyroModule):
         seed: int | None = None,
         progress: bool = True,
         callback: Callable[[int, FitResult], bool | None] | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        resume_from: str | os.PathLike | None = None,
     ) -> FitResult:
         """Fit the guide (and the deterministic parameters) by SVI.
 
@@ -338,6 +424,11 @@ class BNN(PyroModule):
         :param seed: seeds torch's global RNG before fitting.
         :param progress: show a tqdm progress bar.
         :param callback: ``callback(epoch, result)`` after each epoch; return ``True`` to stop.
+        :param checkpoint_every: write a checkpoint (posterior, optimiser, RNG, history) to
+            ``checkpoint_path`` every this many epochs.
+        :param checkpoint_path: where checkpoints go.
+        :param resume_from: a checkpoint written by ``fit``; the run continues from its epoch
+            and reproduces the uninterrupted run exactly (same data and arguments).
         :return: a :class:`FitResult` with the per-datum ELBO, expected log-likelihood and KL.
         :raises DivergenceError: if the ELBO becomes NaN/inf; parameters keep their last good
             values.
@@ -359,6 +450,10 @@ class BNN(PyroModule):
                 "pyro.optim.Adam({'lr': 1e-3}), "
                 f"but got {type(optim).__name__}."
             )
+        if checkpoint_every is not None:
+            _positive_int("checkpoint_every", checkpoint_every)
+            if checkpoint_path is None:
+                raise ValueError("Expected checkpoint_path with checkpoint_every, but got None.")
         if seed is not None:
             torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(
@@ -367,8 +462,11 @@ class BNN(PyroModule):
         n_data, batches = self._batches(x, y, batch_size, shuffle, generator)
         size = self.likelihood.dataset_size or n_data
         result = FitResult(dataset_size=size)
+        first = 0
+        if resume_from is not None:
+            first = self._resume(resume_from, optim, generator, result, x)
         start = time.perf_counter()
-        bar = tqdm(range(epochs), disable=not progress, desc="fit", unit="epoch")
+        bar = tqdm(range(first, epochs), disable=not progress, desc="fit", unit="epoch")
         for epoch in bar:
             step_terms = [
                 self._step(
@@ -385,10 +483,178 @@ class BNN(PyroModule):
             result.kl.append(sum(result.step_kl[-k:]) / k)
             result.elbo.append(result.loglik[-1] - result.kl[-1])
             bar.set_postfix(elbo=f"{result.elbo[-1]:.4g}")
+            if checkpoint_every is not None and (epoch + 1) % checkpoint_every == 0:
+                self._write_fit_checkpoint(checkpoint_path, epoch + 1, optim, generator, result)
             if callback is not None and callback(epoch, result):
                 break
         result.seconds = time.perf_counter() - start
         return result
+
+    # ------------------------------------------------------------------ saving and loading
+    def _config(self) -> dict[str, Any]:
+        def describe(obj: Any) -> dict[str, Any] | None:
+            cfg = obj.config()
+            return None if cfg is None else {"type": type(obj).__name__, "config": cfg}
+
+        return {
+            "pyro_bdl_version": __version__,
+            "net_class": type(self._net).__qualname__,
+            "prefix": self.prefix,
+            "random_names": list(self.random_names),
+            "prior": describe(self.prior),
+            "likelihood": describe(self.likelihood),
+            "guide": guide_config(self.guide_spec),
+            "guide_initialized": getattr(self.guide, "prototype_trace", None) is not None,
+            "input_shape": None if self._input_shape is None else list(self._input_shape),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the fitted posterior: prior, likelihood and guide configuration, every parameter.
+
+        The file is plain data (see :mod:`pyro_bdl.checkpoint`): loading it never runs code.
+
+        :param path: destination file.
+        :return: the path written.
+
+        Example::
+
+            >>> bnn.save("posterior.pt")
+            >>> again = BNN.load("posterior.pt", net=make_net())
+        """
+        if not isinstance(getattr(self.guide, "state_dict", None), Callable):
+            raise TypeError(
+                "Expected a guide that is an nn.Module (an AutoGuide) to save its parameters, "
+                f"but got {type(self.guide).__name__}."
+            )
+        return write_checkpoint(path, {"bnn": self._config()}, dict(self.state_dict()))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        net: nn.Module,
+        *,
+        prior: PriorLike | None = None,
+        likelihood: Likelihood | None = None,
+        guide: GuideLike = None,
+        name: str | None = None,
+    ) -> BNN:
+        """Load a posterior saved by :meth:`save` into ``net`` (a network of the same architecture).
+
+        Built-in priors, likelihoods and guides are rebuilt from the file's configuration; pass
+        ``prior``/``likelihood``/``guide`` for custom ones (the file names which). The network's
+        parameters are overwritten with the saved ones.
+
+        :param path: a file written by :meth:`save`.
+        :param net: the network to load into.
+        :return: the loaded BNN; with the same seed it predicts bitwise-identically.
+        :raises CheckpointError: for a corrupted file, another format version, or non-plain data.
+        :raises ValueError: if ``net`` does not match the saved architecture (the mismatched
+            parameter is named).
+
+        Example::
+
+            >>> bnn = BNN.load("posterior.pt", net=nn.Sequential(nn.Linear(1, 50), nn.Tanh(),
+            ...                                                  nn.Linear(50, 1)))
+        """
+        config, tensors = read_checkpoint(path)
+        cfg = config.get("bnn")
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("random_names"), list):
+            raise CheckpointError(
+                f"Expected a BNN checkpoint, but {str(path)!r} holds another kind."
+            )
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"Expected net to be a torch.nn.Module, but got {type(net).__name__}.")
+        _check_architecture(net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        random = [str(n) for n in cfg["random_names"]]
+        include = _InSet(random)
+        prior = _component(
+            prior, cfg.get("prior"), "prior", lambda t, c: prior_from_config(t, c, include)
+        )
+        likelihood = _component(
+            likelihood, cfg.get("likelihood"), "likelihood", likelihood_from_config
+        )
+        if guide is None:
+            if cfg.get("guide") is None:
+                raise ValueError("The saved guide was custom: pass guide= to BNN.load.")
+            guide = guide_from_config(cfg["guide"])
+        bnn = cls(
+            net, prior, likelihood, guide, include=include, prefix=str(cfg["prefix"]), name=name
+        )
+        if bnn.random_names != random:
+            raise ValueError(
+                f"Expected the prior to make {random} random, as saved, but it makes "
+                f"{bnn.random_names} random."
+            )
+        if cfg.get("guide_initialized"):
+            dtype = next(net.parameters()).dtype
+            bnn._guide_ready(torch.zeros((1, *cfg["input_shape"]), dtype=dtype))
+            bnn._input_shape = tuple(cfg["input_shape"])
+        bnn._load_module_state(tensors)
+        return bnn
+
+    def _load_module_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load the module part of a checkpoint (not the optimiser or RNG state of a fit)."""
+        state = {k: v for k, v in tensors.items() if not k.startswith(_FIT_STATE_KEYS)}
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"The checkpoint does not fit this model: missing {sorted(missing)}, unexpected "
+                f"{sorted(unexpected)}."
+            )
+
+    def _state_prefix(self) -> str:
+        return f"{self.name}."
+
+    def _write_fit_checkpoint(
+        self,
+        path: str | os.PathLike,
+        epoch: int,
+        optim: pyro.optim.PyroOptim,
+        generator: torch.Generator,
+        result: FitResult,
+    ) -> None:
+        prefix = self._state_prefix()
+        optim_state = {
+            k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in optim.get_state().items()
+        }
+        flat_tensors, optim_plain = _flatten(optim_state, "optim")
+        tensors = dict(self.state_dict())
+        tensors.update(flat_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.shuffle"] = generator.get_state()
+        history = {k: v for k, v in vars(result).items() if isinstance(v, list)}
+        config = {
+            "bnn": self._config(),
+            "fit": {"epoch": epoch, "history": history, "optim": optim_plain},
+        }
+        write_checkpoint(path, config, tensors)
+
+    def _resume(
+        self,
+        path: str | os.PathLike,
+        optim: pyro.optim.PyroOptim,
+        generator: torch.Generator,
+        result: FitResult,
+        x: Any,
+    ) -> int:
+        config, tensors = read_checkpoint(path)
+        fit = config.get("fit")
+        if not isinstance(fit, dict):
+            raise CheckpointError(
+                f"Expected a checkpoint written by fit(checkpoint_every=...), but {str(path)!r} "
+                "has no optimiser state."
+            )
+        example = x.dataset[0][0] if isinstance(x, torch.utils.data.DataLoader) else x[0]
+        self._guide_ready(example.unsqueeze(0))
+        self._load_module_state(tensors)
+        optim_state = _unflatten(fit["optim"], tensors, "optim")
+        optim.set_state({self._state_prefix() + k: v for k, v in optim_state.items()})
+        torch.set_rng_state(tensors["rng.torch"])
+        generator.set_state(tensors["rng.shuffle"])
+        for k, v in fit["history"].items():
+            getattr(result, k).extend(v)
+        return int(fit["epoch"])
 
     def _step(
         self,

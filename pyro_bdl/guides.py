@@ -203,6 +203,12 @@ class MeanFieldNormal:
         self.init_scale = float(init_scale)
         self.init_loc = init_loc
 
+    def config(self) -> dict | None:
+        """JSON-able constructor arguments (``None`` with a custom ``init_loc`` callable)."""
+        if not isinstance(self.init_loc, str):
+            return None
+        return {"init_scale": self.init_scale, "init_loc": self.init_loc}
+
     def __call__(self, model: Callable) -> AutoMeanFieldNormal:
         fn = _INIT_LOCS[self.init_loc] if isinstance(self.init_loc, str) else self.init_loc
         return AutoMeanFieldNormal(model, init_loc_fn=fn, init_scale=self.init_scale)
@@ -707,6 +713,11 @@ class BernoulliDropout:
     def __call__(self, model: Callable) -> AutoDropout:
         return AutoDropout(model, p=self.p, estimator=self.estimator)
 
+    def config(self) -> dict | None:
+        """JSON-able constructor arguments."""
+        p = dict(self.p) if isinstance(self.p, Mapping) else self.p
+        return {"p": p, "estimator": self.estimator}
+
     def __repr__(self) -> str:
         return f"BernoulliDropout(p={self.p!r}, estimator={self.estimator!r})"
 
@@ -819,6 +830,10 @@ class ConcreteDropout:
             learn_p=True,
         )
 
+    def config(self) -> dict | None:
+        """JSON-able constructor arguments."""
+        return {"init_p": self.init_p, "temperature": self.temperature, "estimator": self.estimator}
+
     def __repr__(self) -> str:
         return f"ConcreteDropout(init_p={self.init_p}, temperature={self.temperature})"
 
@@ -894,3 +909,42 @@ def to_dropout_net(bnn: Any) -> nn.Module:
     for d in inserted:
         d.train()
     return net
+
+
+def guide_config(spec: GuideLike) -> dict | None:
+    """Describe a guide specification as plain data (``None`` if it cannot be).
+
+    Example::
+
+        >>> guide_config(MeanFieldNormal(1e-3))
+        {'type': 'MeanFieldNormal', 'config': {'init_scale': 0.001, 'init_loc': 'net'}}
+    """
+    import pyro.infer.autoguide as autoguides
+
+    if spec is None:
+        spec = MeanFieldNormal()
+    if isinstance(spec, type) and getattr(autoguides, spec.__name__, None) is spec:
+        return {"type": "autoguide", "config": {"name": spec.__name__}}
+    cfg = spec.config() if hasattr(spec, "config") else None
+    return None if cfg is None else {"type": type(spec).__name__, "config": cfg}
+
+
+def guide_from_config(cfg: Mapping) -> GuideLike:
+    """Rebuild a guide specification from :func:`guide_config`'s output (no code is run).
+
+    :raises ValueError: for an unknown guide type.
+    """
+    import pyro.infer.autoguide as autoguides
+
+    kind, args = cfg.get("type"), dict(cfg.get("config", {}))
+    if kind == "autoguide":
+        cls = getattr(autoguides, str(args.get("name")), None)
+        if not (isinstance(cls, type) and issubclass(cls, AutoGuide)):
+            raise ValueError(
+                f"Expected a pyro.infer.autoguide class, but got {args.get('name')!r}."
+            )
+        return cls
+    builders = {c.__name__: c for c in (MeanFieldNormal, BernoulliDropout, ConcreteDropout)}
+    if kind not in builders:
+        raise ValueError(f"Expected a guide type among {sorted(builders)}, but got {kind!r}.")
+    return builders[kind](**args)

@@ -86,6 +86,10 @@ class Likelihood(PyroModule):
         """Turn per-draw predictive distributions (batch ``(S, N)``) into a Prediction."""
         raise NotImplementedError
 
+    def config(self) -> dict | None:
+        """JSON-able constructor arguments (for ``BNN.save``), or ``None`` if not describable."""
+        return {"dataset_size": self.dataset_size}
+
     def validate_target(self, y: torch.Tensor) -> None:
         """Value checks on a whole target tensor (finite, right dtype), done once before fitting."""
         if not torch.is_tensor(y):
@@ -313,8 +317,24 @@ class HomoskedasticGaussian(_Gaussian):
                 )
         self.fixed_scale = None if scale is None else float(scale)
         self.precision_prior = precision_prior
+        self.init_scale = float(init_scale)
         if scale is None and precision_prior is None:
             self.scale = PyroParam(torch.tensor(float(init_scale)), constraints.positive)
+
+    def config(self) -> dict | None:
+        prior = None
+        if self.precision_prior is not None:
+            from .priors import distribution_config
+
+            prior = distribution_config(self.precision_prior)
+            if prior is None:
+                return None
+        return {
+            "scale": self.fixed_scale,
+            "precision_prior": prior,
+            "init_scale": self.init_scale,
+            "dataset_size": self.dataset_size,
+        }
 
     def noise_scale(self, like: torch.Tensor) -> torch.Tensor:
         """The noise std for this call: fixed, learned, or ``precision ** -0.5`` sampled."""
@@ -362,7 +382,38 @@ class HeteroskedasticGaussian(_Gaussian):
             raise ValueError(f"Expected min_scale >= 0, but got {min_scale}.")
         self.min_scale = float(min_scale)
 
+    def config(self) -> dict | None:
+        return {"min_scale": self.min_scale, "dataset_size": self.dataset_size}
+
     def predictive_dist(self, f: torch.Tensor, sample_ndim: int = 0) -> Distribution:
         loc, raw = self._split(f, sample_ndim)
         scale = F.softplus(raw) + self.min_scale
         return self._event(dist.Normal(loc, scale), loc.dim() - sample_ndim - 1)
+
+
+def likelihood_from_config(name: str, cfg: dict) -> Likelihood:
+    """Rebuild a likelihood from ``(type name, config)``; only known classes are constructed.
+
+    Subclasses of :class:`Likelihood` defined anywhere in ``pyro_bdl`` are known.
+
+    :raises ValueError: for an unknown type name.
+    """
+    known = {
+        c.__name__: c for c in _all_subclasses(Likelihood) if c.__module__.startswith("pyro_bdl")
+    }
+    if name not in known:
+        raise ValueError(f"Expected a likelihood type among {sorted(known)}, but got {name!r}.")
+    cfg = dict(cfg)
+    if cfg.get("precision_prior") is not None:
+        from .priors import distribution_from_config
+
+        cfg["precision_prior"] = distribution_from_config(cfg["precision_prior"])
+    return known[name](**cfg)
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out

@@ -105,7 +105,7 @@ def cast_distribution(d: Distribution, like: torch.Tensor) -> Distribution:
     if isinstance(d, dist.Independent):
         return cast_distribution(d.base_dist, like).to_event(d.reinterpreted_batch_ndims)
     if isinstance(d, torch.distributions.MixtureSameFamily):
-        return dist.MixtureSameFamily(
+        return type(d)(
             cast_distribution(d.mixture_distribution, like),
             cast_distribution(d.component_distribution, like),
         )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 import pyro.distributions as dist
 import torch
+from pyro.distributions import constraints
 from torch import nn
 from torch.distributions import Distribution
 
@@ -89,6 +90,15 @@ class Prior:
             ) from e
         return d.to_event(param.dim()) if param.dim() else d
 
+    def config(self) -> dict | None:
+        """JSON-able constructor arguments, or ``None`` if this prior cannot be saved as data.
+
+        ``BNN.save`` stores it; ``BNN.load`` rebuilds the prior from it without running code
+        from the file. Priors built from arbitrary callables return ``None`` and must be passed
+        to ``BNN.load`` again.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -122,6 +132,10 @@ class IIDPrior(Prior):
 
     def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
         return self.distribution
+
+    def config(self) -> dict | None:
+        d = distribution_config(self.distribution)
+        return None if d is None else {"distribution": d}
 
     def __repr__(self) -> str:
         return f"IIDPrior({self.distribution})"
@@ -161,7 +175,11 @@ class LayerwiseNormalPrior(Prior):
         if method not in self.methods:
             raise ValueError(f"Expected method in {self.methods}, but got {method!r}.")
         self.method = method
+        self.nonlinearity = nonlinearity
         self.gain = nn.init.calculate_gain(nonlinearity) if method != "radford" else 1.0
+
+    def config(self) -> dict | None:
+        return {"method": self.method, "nonlinearity": self.nonlinearity}
 
     def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
         fan_in, fan_out = fan_in_out(param)
@@ -203,14 +221,25 @@ class ScaleMixturePrior(Prior):
             raise ValueError(f"Expected sigma1, sigma2 > 0, but got {sigma1}, {sigma2}.")
         self.pi, self.sigma1, self.sigma2 = float(pi), float(sigma1), float(sigma2)
 
+    def config(self) -> dict | None:
+        return {"pi": self.pi, "sigma1": self.sigma1, "sigma2": self.sigma2}
+
     def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
         kw = {"dtype": param.dtype, "device": param.device}
         mix = dist.Categorical(torch.tensor([self.pi, 1.0 - self.pi], **kw))
         comp = dist.Normal(torch.zeros(2, **kw), torch.tensor([self.sigma1, self.sigma2], **kw))
-        return dist.MixtureSameFamily(mix, comp)
+        return _RealMixture(mix, comp)
 
     def __repr__(self) -> str:
         return f"ScaleMixturePrior({self.pi}, {self.sigma1}, {self.sigma2})"
+
+
+class _RealMixture(dist.MixtureSameFamily):
+    """A mixture of Normals whose support says ``real`` (autoguides need a known bijection)."""
+
+    @constraints.dependent_property
+    def support(self) -> constraints.Constraint:
+        return constraints.real
 
 
 class DictPrior(Prior):
@@ -247,6 +276,10 @@ class DictPrior(Prior):
     def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
         return self.priors[name]
 
+    def config(self) -> dict | None:
+        out = {k: distribution_config(v) for k, v in self.priors.items()}
+        return None if any(v is None for v in out.values()) else {"priors": out}
+
     def __repr__(self) -> str:
         return f"DictPrior({list(self.priors)})"
 
@@ -275,6 +308,57 @@ class CallablePrior(Prior):
                 f"but got {type(d).__name__}."
             )
         return d
+
+
+def distribution_config(d: Distribution) -> dict | None:
+    """A plain-data description of a simple distribution (``None`` if it has none).
+
+    Only classes of ``pyro.distributions`` whose arguments are all tensors are described.
+
+    Example::
+
+        >>> distribution_config(dist.Normal(0.0, 2.0))
+        {'name': 'Normal', 'args': {'loc': 0.0, 'scale': 2.0}}
+    """
+    name = type(d).__name__
+    if getattr(dist, name, None) is not type(d) or isinstance(d, dist.Independent):
+        return None
+    args = {k: v for k, v in vars(d).items() if k in d.arg_constraints and torch.is_tensor(v)}
+    if "probs" in args and "logits" in args:
+        del args["probs"]
+    if not args:
+        return None
+    return {"name": name, "args": {k: v.tolist() for k, v in args.items()}}
+
+
+def distribution_from_config(cfg: Mapping) -> Distribution:
+    """Rebuild a distribution described by :func:`distribution_config` (no code is run).
+
+    :raises ValueError: if the name is not a distribution class of ``pyro.distributions``.
+    """
+    cls = getattr(dist, str(cfg.get("name")), None)
+    if not (isinstance(cls, type) and issubclass(cls, Distribution)):
+        raise ValueError(f"Expected a pyro.distributions class name, but got {cfg.get('name')!r}.")
+    return cls(**{str(k): torch.tensor(v) for k, v in dict(cfg["args"]).items()})
+
+
+#: Prior classes a checkpoint may name (nothing else is ever constructed from a file).
+PRIORS_BY_NAME: dict[str, Callable[..., Prior]] = {}
+
+
+def prior_from_config(name: str, cfg: Mapping, include: Include | None = None) -> Prior:
+    """Rebuild a built-in prior from ``(type name, config)``.
+
+    :raises ValueError: for an unknown type name.
+    """
+    if name not in PRIORS_BY_NAME:
+        raise ValueError(f"Expected a prior type among {sorted(PRIORS_BY_NAME)}, but got {name!r}.")
+    cfg = dict(cfg)
+    if name == "IIDPrior":
+        return IIDPrior(distribution_from_config(cfg["distribution"]), include=include)
+    if name == "DictPrior":
+        return DictPrior({k: distribution_from_config(v) for k, v in cfg["priors"].items()})
+    return PRIORS_BY_NAME[name](**cfg, include=include)
 
 
 PriorLike = Prior | Distribution | Mapping[str, Distribution] | Callable
@@ -310,3 +394,8 @@ def as_prior(prior: PriorLike, include: Include | None = None) -> Prior:
         base = p.include
         p.include = include if base is None else (lambda n, q: base(n, q) and include(n, q))
     return p
+
+
+PRIORS_BY_NAME.update(
+    {c.__name__: c for c in (IIDPrior, LayerwiseNormalPrior, ScaleMixturePrior, DictPrior)}
+)
