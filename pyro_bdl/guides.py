@@ -149,6 +149,32 @@ class AutoMeanFieldNormal(AutoGuide):
             for name, _ in self.prototype_trace.iter_stochastic_nodes()
         }
 
+    def sample_with_kl(
+        self, priors: Mapping[str, dist.Distribution], sample_shape: tuple[int, ...] = ()
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+        """Draw every site as :meth:`forward` does, without Pyro, and the closed-form KL.
+
+        The draws consume the random stream exactly like ``forward`` under a plate of
+        ``sample_shape`` placed left of the model's plates, so a caller can compute the same ELBO
+        estimate as :func:`~pyro_bdl.infer.elbo_terms` without tracing. Returns ``None`` when a
+        site has constrained support or no closed-form KL to its prior (use the traced path).
+
+        :param priors: ``{site name: prior distribution}`` (event shape = the site's shape).
+        :param sample_shape: leading draw dims, e.g. ``(P, 1)`` for P particles.
+        :return: ``({site: draw}, KL summed over sites)`` or ``None``.
+        """
+        if self.prototype_trace is None or any(t is not None for t in self._transforms.values()):
+            return None
+        draws, kl = {}, 0.0
+        for name in self._transforms:
+            q = self.get_site_dist(name)
+            try:
+                kl = kl + torch.distributions.kl_divergence(q, priors[name])
+            except NotImplementedError:
+                return None
+            draws[name] = q.rsample(sample_shape) if sample_shape else q.rsample()
+        return draws, kl
+
     @torch.no_grad()
     def median(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Posterior medians (the means, mapped to each site's support)."""

@@ -493,3 +493,45 @@ def test_predict_from_samples_equals_a_loop_and_checks_its_input():
         bnn.predict_from_samples(x, {k: v for k, v in draws.items() if k != "2.bias"})
     with pytest.raises(ValueError, match="same number of draws"):
         bnn.predict_from_samples(x, {**draws, "2.bias": draws["2.bias"][:3]})
+
+
+@pytest.mark.parametrize("num_particles", [1, 4])
+def test_trace_free_step_equals_the_traced_step(num_particles):
+    x, y, *_ = conjugate_problem()
+    runs = []
+    for fast in (True, False):
+        bnn = BNN(
+            mlp_regressor(), dist.Normal(0.0, 1.0), HomoskedasticGaussian(), guide=MeanFieldNormal()
+        )
+        if not fast:
+            bnn._fast_ok = False  # force Pyro's traced ELBO every step
+        result = bnn.fit(
+            x,
+            y,
+            epochs=15,
+            batch_size=10,
+            lr=0.01,
+            progress=False,
+            seed=0,
+            num_particles=num_particles,
+        )
+        assert (bnn._fast_params is not None) is fast
+        runs.append((result, dict(bnn.named_parameters())))
+    (r_fast, p_fast), (r_slow, p_slow) = runs
+    np_ = pytest.importorskip("numpy")
+    assert np_.allclose(r_fast.step_elbo, r_slow.step_elbo, rtol=1e-12, atol=1e-12)
+    for k in p_fast:
+        torch.testing.assert_close(p_fast[k], p_slow[k], rtol=1e-12, atol=1e-12)
+
+
+def test_trace_free_step_falls_back_for_latent_likelihood_sites():
+    x, y, *_ = conjugate_problem()
+    lik = HomoskedasticGaussian(precision_prior=dist.Gamma(2.0, 1.0))
+    bnn = BNN(mlp_regressor(), dist.Normal(0.0, 1.0), lik, guide=MeanFieldNormal())
+    bnn.fit(x, y, epochs=3, progress=False)
+    assert bnn._fast_ok is False and bnn._fast_params is None
+
+
+def mlp_regressor():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(D, 8), nn.Tanh(), nn.Linear(8, 1))
