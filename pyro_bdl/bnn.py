@@ -475,6 +475,12 @@ class BNN(PyroModule):
         first = 0
         if resume_from is not None:
             first = self._resume(resume_from, optim, generator, result, x)
+        if isinstance(x, torch.utils.data.DataLoader):  # one example, without drawing a batch
+            x0, y0 = x.dataset[0]
+            probe = self._check_data(torch.as_tensor(x0)[None], torch.as_tensor(y0)[None])
+        else:
+            probe = (x[:1], y[:1])
+        self._prepare_fast_path(*probe, size)
         start = time.perf_counter()
         bar = tqdm(range(first, epochs), disable=not progress, desc="fit", unit="epoch")
         for epoch in bar:
@@ -508,6 +514,25 @@ class BNN(PyroModule):
             and hasattr(self.guide, "sample_with_kl")
             and getattr(self.guide, "estimator_context", None) is None
         )
+
+    def _prepare_fast_path(self, x: torch.Tensor, y: torch.Tensor, size: int) -> None:
+        """Decide once per ``fit`` whether steps can skip tracing, without touching the RNG.
+
+        A traced pass on one data point registers every parameter with Pyro's param store (so
+        ``pyro.optim`` can name them) and collects them; the trace-free estimate is then tried
+        once. The decision does not depend on earlier steps, so a resumed fit takes the same
+        path as an uninterrupted one.
+        """
+        self._fast_params = None
+        if not self._fast_path_possible():
+            return
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            with poutine.trace(param_only=True) as capture:
+                elbo_terms(self.model, self.guide, x[:1], y[:1], dataset_size=size)
+            if self._fast_elbo_terms(x[:1], y[:1], size, 1) is None:
+                self._fast_ok = False  # this guide/likelihood pair needs the traced path
+                return
+        self._fast_params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
 
     def _fast_elbo_terms(
         self, x: torch.Tensor, y: torch.Tensor, size: int, num_particles: int
@@ -712,8 +737,6 @@ class BNN(PyroModule):
         terms = None
         if self._fast_params is not None and (vectorize_particles or num_particles == 1):
             terms = self._fast_elbo_terms(x, y, size, num_particles)
-            if terms is None:  # this guide/likelihood pair needs the traced path: stop trying
-                self._fast_ok, self._fast_params = False, None
         if terms is None:
             with self.estimator(), poutine.trace(param_only=True) as capture:
                 terms = elbo_terms(
@@ -726,7 +749,6 @@ class BNN(PyroModule):
                     vectorize_particles=vectorize_particles,
                 )
             params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
-            self._fast_params = params if self._fast_path_possible() else None
         else:
             params = self._fast_params
         loglik, kl = terms.loglik.item(), terms.kl.item()

@@ -218,9 +218,9 @@ class _ElementwiseLikelihood(Likelihood):
             y = y.reshape(y.shape[:1] + target)
         elif got != target:
             raise ValueError(
-                f"Expected y of shape {(y.shape[0],) + tuple(target)} to match the network's "
-                f"per-datum output {tuple(f.shape[sample_ndim + 1 :])}, but got y of shape "
-                f"{tuple(y.shape)}."
+                f"Expected targets y of shape (N, *{tuple(target)}) to match the network's "
+                f"per-datum output {tuple(f.shape[sample_ndim + 1 :])}, but got y with per-datum "
+                f"shape {tuple(y.shape[1:])}."
             )
         if not y.is_floating_point():
             y = y.to(f.dtype)

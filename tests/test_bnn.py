@@ -423,7 +423,7 @@ def test_bad_data_is_rejected_and_leaves_parameters_unchanged(
 
 def test_regression_target_shape_mismatch():
     bnn = BNN(nn.Linear(2, 1), dist.Normal(0.0, 1.0), HomoskedasticGaussian(1.0))
-    with pytest.raises(ValueError, match=r"Expected y of shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"y of shape \(N, \*\(\)\) .* per-datum shape \(3,\)"):
         bnn.fit(torch.randn(5, 2), torch.randn(5, 3), progress=False)
     with pytest.raises(ValueError, match="finite values in y"):
         bnn.fit(torch.randn(5, 2), torch.tensor([1.0, float("nan"), 0, 0, 0]), progress=False)
