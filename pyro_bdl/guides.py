@@ -60,7 +60,28 @@ def _is_real(support: constraints.Constraint) -> bool:
     return support is constraints.real
 
 
-class AutoMeanFieldNormal(AutoGuide):
+class _FactorisedGuide(AutoGuide):
+    """An autoguide with one independent factor per global latent site.
+
+    Subclasses build their parameters in ``_setup_prototype`` and return each factor from
+    :meth:`get_site_dist`; sampling every site is shared.
+    """
+
+    def get_site_dist(self, name: str) -> dist.Distribution:
+        """The factor q(W_name)."""
+        raise NotImplementedError
+
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Sample every latent site from its factor; returns ``{site name: value}``."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        return {
+            name: pyro.sample(name, self.get_site_dist(name))
+            for name, _ in self.prototype_trace.iter_stochastic_nodes()
+        }
+
+
+class AutoMeanFieldNormal(_FactorisedGuide):
     r"""Fully factorised Gaussian guide for every global latent site of a model.
 
     .. math::
@@ -139,15 +160,6 @@ class AutoMeanFieldNormal(AutoGuide):
         if transform is not None:
             q = dist.TransformedDistribution(q, transform.with_cache())
         return q
-
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Sample every latent site from its factor; returns ``{site name: value}``."""
-        if self.prototype_trace is None:
-            self._setup_prototype(*args, **kwargs)
-        return {
-            name: pyro.sample(name, self.get_site_dist(name))
-            for name, _ in self.prototype_trace.iter_stochastic_nodes()
-        }
 
     def sample_with_kl(
         self, priors: Mapping[str, dist.Distribution], sample_shape: tuple[int, ...] = ()
@@ -536,7 +548,7 @@ def _check_p(name: str, p: Any) -> float:
 _ESTIMATORS = ("per_example", "per_particle")
 
 
-class AutoDropout(AutoGuide):
+class AutoDropout(_FactorisedGuide):
     r"""Dropout as variational inference (Gal & Ghahramani 2016): q_M(W_i) = M_i · diag(z_i).
 
     Every random parameter with two or more dims gets a :class:`MaskedWeight` factor with its own
@@ -662,15 +674,6 @@ class AutoDropout(AutoGuide):
             self._mask_dims[name],
             temperature=self.temperature,
         )
-
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Sample every weight: ``{site name: M · diag(z)}``."""
-        if self.prototype_trace is None:
-            self._setup_prototype(*args, **kwargs)
-        return {
-            name: pyro.sample(name, self.get_site_dist(name))
-            for name, _ in self.prototype_trace.iter_stochastic_nodes()
-        }
 
     @torch.no_grad()
     def median(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
