@@ -33,7 +33,7 @@ from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from .guides import GuideLike, build_guide, guide_config, guide_from_config
 from .infer import ELBOTerms, elbo_terms
 from .likelihoods import OBS, Likelihood, likelihood_from_config
-from .nn import INIT_KEY, BatchedForward, sample_shape_of
+from .nn import INIT_KEY, BatchedForward, broadcast_shapes, sample_shape_of
 from .priors import PriorLike, as_prior, prior_from_config
 from .uncertainty import Prediction
 
@@ -273,6 +273,8 @@ class BNN(PyroModule):
         self._fast_params: set[torch.Tensor] | None = None
         self._fast_ok: bool | None = None
         self._prior_cache: tuple[Any, dict[str, Any]] | None = None
+        #: the :class:`FitResult` of the last :meth:`fit` (``None`` before fitting)
+        self.fit_result: FitResult | None = None
         self._input_shape: tuple[int, ...] | None = None
 
     # ------------------------------------------------------------------ the Pyro program
@@ -324,7 +326,7 @@ class BNN(PyroModule):
         :return: outputs ``(S, N, ...)``.
         """
         shapes = {n: w.shape[:1] for n, w in weights.items()}
-        sample_shape = torch.broadcast_shapes(*shapes.values())
+        sample_shape = broadcast_shapes(*shapes.values())
         return self._forward(weights, x, sample_shape=sample_shape)
 
     def estimator(self) -> contextlib.AbstractContextManager:
@@ -358,8 +360,14 @@ class BNN(PyroModule):
         self.likelihood.validate_target(y)
         return x, y
 
-    def _guide_ready(self, x: torch.Tensor) -> None:
-        """Build a lazily initialised guide outside any plate, without touching the RNG."""
+    def ensure_guide(self, x: torch.Tensor) -> None:
+        """Build a lazily initialised guide now, outside any plate, without touching the RNG.
+
+        Pyro's autoguides create their parameters on their first call; ``fit`` and ``predict``
+        call this first, and so should code that draws from ``bnn.guide`` under its own plate.
+
+        :param x: example inputs ``(B, ...)`` (only the first row is used).
+        """
         if getattr(self.guide, "prototype_trace", True) is None:
             with torch.random.fork_rng(devices=[]), poutine.block():
                 # autoguides treat unobserved sites as latent: build them with an observed y
@@ -504,6 +512,7 @@ class BNN(PyroModule):
             if callback is not None and callback(epoch, result):
                 break
         result.seconds = time.perf_counter() - start
+        self.fit_result = result
         return result
 
     # ------------------------------------------------------------------ the trace-free step
@@ -656,7 +665,7 @@ class BNN(PyroModule):
             )
         if cfg.get("guide_initialized"):
             dtype = next(net.parameters()).dtype
-            bnn._guide_ready(torch.zeros((1, *cfg["input_shape"]), dtype=dtype))
+            bnn.ensure_guide(torch.zeros((1, *cfg["input_shape"]), dtype=dtype))
             bnn._input_shape = tuple(cfg["input_shape"])
         bnn._load_module_state(tensors)
         return bnn
@@ -714,7 +723,7 @@ class BNN(PyroModule):
                 "has no optimiser state."
             )
         example = x.dataset[0][0] if isinstance(x, torch.utils.data.DataLoader) else x[0]
-        self._guide_ready(example.unsqueeze(0))
+        self.ensure_guide(example.unsqueeze(0))
         self._load_module_state(tensors)
         optim_state = _unflatten(fit["optim"], tensors, "optim")
         optim.set_state({self._state_prefix() + k: v for k, v in optim_state.items()})
@@ -805,7 +814,7 @@ class BNN(PyroModule):
         num_samples = _positive_int("num_samples", num_samples)
         if chunk_size is not None:
             chunk_size = _positive_int("chunk_size", chunk_size)
-        self._guide_ready(x)
+        self.ensure_guide(x)
         if seed is None:
             return self._predict(x, num_samples, chunk_size)
         with torch.random.fork_rng(devices=[]):

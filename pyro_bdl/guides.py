@@ -30,7 +30,7 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 from torch.distributions import register_kl
 
-from .nn import INIT_KEY, init_to_net
+from .nn import INIT_KEY, broadcast_shapes, init_to_net
 
 __all__ = [
     "AutoDropout",
@@ -450,7 +450,7 @@ def _kl_masked_normal(q: MaskedWeight, prior: Any) -> torch.Tensor:
     if ndims:
         cross = cross.sum(tuple(range(-ndims, 0)))
     entropy = q.num_units * _binary_entropy(q.p) if q.mask_dim is not None else 0.0
-    return (cross - entropy).expand(torch.broadcast_shapes(q.batch_shape, prior.batch_shape))
+    return (cross - entropy).expand(broadcast_shapes(q.batch_shape, prior.batch_shape))
 
 
 register_kl(MaskedWeight, torch.distributions.Independent)(_kl_masked_normal)

@@ -21,6 +21,7 @@ from torch.func import functional_call, vmap
 
 __all__ = [
     "BatchedForward",
+    "broadcast_shapes",
     "cast_distribution",
     "INIT_KEY",
     "init_to_net",
@@ -229,11 +230,37 @@ def sample_shape_of(
                 f"{tuple(shape)}, but got shape {tuple(value.shape)}."
             )
         batch_shapes.append(value.shape[:k])
-    batch = torch.broadcast_shapes(*batch_shapes) if batch_shapes else torch.Size()
+    batch = broadcast_shapes(*batch_shapes)
     strip = 0
     while strip < min(plate_nesting, len(batch)) and batch[len(batch) - 1 - strip] == 1:
         strip += 1
     return batch[: len(batch) - strip]
+
+
+def broadcast_shapes(*shapes: tuple[int, ...]) -> torch.Size:
+    """``torch.broadcast_shapes`` in plain Python: it is called every step, and torch's costs
+    tens of microseconds per call on torch 2.13.
+
+    Example::
+
+        >>> broadcast_shapes((4, 1), (3,))
+        torch.Size([4, 3])
+    """
+    if not shapes:
+        return torch.Size()
+    if all(s == shapes[0] for s in shapes):
+        return torch.Size(shapes[0])
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for s in shapes:
+        for i, d in enumerate(s, ndim - len(s)):
+            if d != 1:
+                if out[i] not in (1, d):
+                    raise ValueError(
+                        f"Expected broadcastable weight batch shapes, but got {shapes}."
+                    )
+                out[i] = d
+    return torch.Size(out)
 
 
 def fan_in_out(param: torch.Tensor) -> tuple[int, int]:

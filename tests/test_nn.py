@@ -152,3 +152,19 @@ def test_init_to_net_reads_the_site_and_falls_back():
     assert torch.equal(out, value) and out is not value
     fallback = init_to_net(fallback=lambda s: torch.tensor(7.0))
     assert fallback({"infer": {}, "fn": dist.Normal(0.0, 1.0)}) == 7.0
+
+
+def test_broadcast_shapes_matches_torch():
+    from pyro_bdl.nn import broadcast_shapes
+
+    for shapes in [
+        ((4, 1), (3,)),
+        ((2, 1, 5), (7, 1)),
+        ((), (3, 2)),
+        ((1,), (1,)),
+        ((8, 1), (8, 1)),
+    ]:
+        assert broadcast_shapes(*shapes) == torch.broadcast_shapes(*shapes)
+    assert broadcast_shapes() == torch.Size()
+    with pytest.raises(ValueError, match="broadcastable"):
+        broadcast_shapes((2,), (3,))

@@ -1,0 +1,825 @@
+"""ArviZ export of a fitted :class:`~pyro_bdl.BNN` (or of NUTS on its model), and PSIS k̂ of a guide.
+
+:func:`to_inference_data` turns posterior draws -- from the guide of a BNN fitted by SVI, or from
+``pyro.infer.MCMC`` run on ``bnn.model`` -- into the groups ArviZ expects, one
+:class:`xarray.Dataset` per group:
+
+============================  ===================================================================
+group                         content (dims)
+============================  ===================================================================
+``posterior``                 ``"obs_mean"`` E[y | x_n, W_s] (chain, draw, obs_id[, class]) and the
+                              weight sites named in ``var_names`` (chain, draw, ``<site>_dim_i``)
+``posterior_predictive``      ``"obs"``: one y drawn per weight draw (chain, draw, obs_id, ...)
+``log_likelihood``            ``"obs"``: log p(y_n | W_s), summed over y_n's own dims
+                              (chain, draw, obs_id); what ``az.loo``/``az.waic`` read
+``observed_data``             ``"obs"``: y as the likelihood uses it (obs_id, ...)
+``constant_data``             ``"x"``: the inputs (obs_id, ``x_dim_i``)
+``sample_stats`` (MCMC)       ``"diverging"`` (chain, draw)
+``variational`` (SVI)         guide parameters of the requested sites (``<site>_loc``,
+                              ``<site>_scale``, ...), drop probabilities, and the ELBO trace of a
+                              :class:`~pyro_bdl.FitResult` (``elbo``, ``loglik``, ``kl`` per
+                              epoch, ``step_elbo``... per step; nats per datum)
+============================  ===================================================================
+
+Draws from a guide form one chain; MCMC draws keep their chains, so ``az.rhat`` and ``az.ess``
+mean something. Weights are exported only when asked for by name: a network with millions of
+weights never lands in memory by default. The result is an ``az.InferenceData`` on ArviZ 0.x and
+an ``xarray.DataTree`` on ArviZ 1.x.
+
+:func:`psis_khat` answers "is the guide any good?" (Yao et al. 2018): the Pareto-smoothed
+importance ratios p(W, y) / q(W) over draws from the guide, and their tail shape k̂.
+
+Running the ArviZ 1.x test (ArviZ 1.x needs Python >= 3.12)::
+
+    python3.12 -m venv .venv312
+    .venv312/bin/pip install "arviz>=1" torch pyro-ppl matplotlib tqdm pytest hypothesis
+    PYTHONPATH=. .venv312/bin/pytest tests/test_arviz.py -k arviz1
+
+(On Linux, ``pip install torch`` on a new Python pulls a CUDA build of several GB.)
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+import xarray as xr
+from pyro import poutine
+from pyro.distributions.util import scale_and_mask
+from pyro.infer import MCMC
+from pyro.poutine.util import site_is_subsample
+
+from .bnn import BNN, FitResult
+from .guides import MaskedWeight
+from .likelihoods import OBS
+from .uncertainty import Prediction
+
+with warnings.catch_warnings():
+    # ArviZ 0.23 announces its 1.x refactor with a FutureWarning on import: nothing to act on.
+    warnings.filterwarnings("ignore", message="ArviZ is undergoing", category=FutureWarning)
+    import arviz as az
+
+__all__ = [
+    "ArviZData",
+    "OBS_ID",
+    "OBS_MEAN",
+    "OBS_SCALE",
+    "PSISResult",
+    "VARIATIONAL",
+    "arviz_major_version",
+    "prediction_from_samples",
+    "psis_khat",
+    "psislw",
+    "to_inference_data",
+]
+
+#: ``az.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x.
+ArviZData: TypeAlias = Any
+
+#: Dimension indexing the data points.
+OBS_ID = "obs_id"
+#: Posterior variable: the per-draw predictive mean E[y | x, W] (class probabilities for
+#: classifiers, the Gaussian location for regression).
+OBS_MEAN = f"{OBS}_mean"
+#: Posterior variable (Gaussian likelihoods): the per-draw noise standard deviation.
+OBS_SCALE = f"{OBS}_scale"
+#: Name of the group holding the guide's parameters and the ELBO trace.
+VARIATIONAL = "variational"
+
+#: Plate the draws are vectorised over (outside the likelihood's data plate, at dim -2).
+_DRAWS_PLATE = "arviz_draws"
+#: Memory one chunk of draws may use, in bytes.
+_CHUNK_BYTES = 64 * 2**20
+
+
+def arviz_major_version() -> int:
+    """Major version of the installed ArviZ (0 or 1), which decides the output type.
+
+    Example::
+
+        >>> arviz_major_version() in (0, 1)
+        True
+    """
+    return int(str(az.__version__).split(".")[0])
+
+
+# ================================================================================ checks
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"Expected {name} to be a positive int, but got {value!r}.")
+    return int(value)
+
+
+def _check_data(x: Any, y: Any) -> None:
+    for name, t in (("x", x), ("y", y)):
+        if t is None:
+            continue
+        if not torch.is_tensor(t):
+            raise TypeError(f"Expected {name} to be a torch.Tensor, but got {type(t).__name__}.")
+        if t.dim() == 0 or t.shape[0] == 0:
+            raise ValueError(
+                f"Expected {name} with at least one row (shape (N, ...), N >= 1), but got shape "
+                f"{tuple(t.shape)}."
+            )
+    if y is not None and len(x) != len(y):
+        raise ValueError(
+            f"Expected x and y with the same number of rows (data points), but got {len(x)} and "
+            f"{len(y)}."
+        )
+
+
+def _latent_shapes(bnn: BNN, x: torch.Tensor) -> dict[str, torch.Size]:
+    """``{site: shape}`` of the model's latent sites, from one prior run on ``x[:1]``."""
+    with torch.no_grad(), torch.random.fork_rng(devices=[]), poutine.block():
+        trace = poutine.trace(bnn.model).get_trace(x[:1])
+    return {
+        name: site["value"].shape
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and not site_is_subsample(site)
+        and name != OBS  # y=None leaves the observation site unobserved here
+    }
+
+
+def _check_var_names(
+    var_names: Sequence[str] | None, sites: Mapping[str, torch.Size], kind: str
+) -> list[str]:
+    if var_names is None:
+        return [OBS_MEAN]
+    if isinstance(var_names, str):
+        var_names = [var_names]
+    allowed = [OBS_MEAN] + ([OBS_SCALE] if kind == "gaussian" else []) + list(sites)
+    unknown = [v for v in var_names if v not in allowed]
+    if unknown:
+        raise ValueError(
+            f"Expected var_names among the model's sites and predictive summaries {allowed}, but "
+            f"got {unknown}, which is not a site. Site names are the keys of "
+            "net.named_parameters() after the BNN's prefix."
+        )
+    return list(dict.fromkeys(var_names))
+
+
+def _default_chunk(sites: Mapping[str, torch.Size], n: int, dtype: torch.dtype) -> int:
+    weights = sum(math.prod(s) for s in sites.values())
+    per_draw = torch.finfo(dtype).bits // 8 * (4 * weights + 1024 * n)
+    return max(1, _CHUNK_BYTES // per_draw)
+
+
+def _net_dtype(bnn: BNN) -> torch.dtype:
+    return next(bnn.net.parameters()).dtype
+
+
+# ================================================================================ per-draw work
+@dataclass
+class _Draws:
+    """Per-draw arrays filled chunk by chunk (leading dim: all draws, chains flattened)."""
+
+    num: int
+    arrays: dict[str, np.ndarray]
+    observed: np.ndarray | None = None
+
+    def put(self, key: str, start: int, value: torch.Tensor) -> None:
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.to(torch.float64)
+        array = value.numpy()
+        if key not in self.arrays:
+            self.arrays[key] = np.empty((self.num,) + array.shape[1:], dtype=array.dtype)
+        self.arrays[key][start : start + len(array)] = array
+
+
+def _record(
+    draws: _Draws,
+    start: int,
+    c: int,
+    bnn: BNN,
+    trace: poutine.Trace,
+    weights: Mapping[str, torch.Tensor],
+    var_names: Sequence[str],
+    observed: bool,
+) -> None:
+    site = trace.nodes[OBS]
+    fn = site["fn"]
+    pred = bnn.likelihood.prediction(fn)
+    if OBS_MEAN in var_names:
+        draws.put(OBS_MEAN, start, pred.samples)
+    if OBS_SCALE in var_names and pred.scale is not None:
+        draws.put(OBS_SCALE, start, pred.scale)
+    for name in var_names:
+        if name in weights:
+            w = weights[name]  # (c or 1, 1, *shape): the draws plate sits at dim -2
+            draws.put(name, start, w.expand((c, 1) + w.shape[2:]).reshape((c,) + w.shape[2:]))
+    if observed:
+        value = site["value"]
+        draws.put("log_likelihood", start, fn.log_prob(value).expand(c, -1))
+        draws.put("posterior_predictive", start, fn.sample())
+        if draws.observed is None:
+            draws.observed = _numpy(value)
+    else:
+        draws.put(
+            "posterior_predictive", start, site["value"].expand(fn.batch_shape + fn.event_shape)
+        )
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    return (t.to(torch.float64) if t.is_floating_point() else t).numpy()
+
+
+@torch.no_grad()
+def _draws_from_guide(
+    bnn: BNN,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    num: int,
+    chunk: int,
+    var_names: Sequence[str],
+) -> _Draws:
+    draws = _Draws(num, {})
+    for start in range(0, num, chunk):
+        c = min(chunk, num - start)
+        with pyro.plate(_DRAWS_PLATE, c, dim=-2):
+            guide_trace = poutine.trace(bnn.guide).get_trace(x, None)
+            model = poutine.replay(bnn.model, trace=guide_trace)
+            trace = poutine.trace(model).get_trace(x, y, dataset_size=len(x))
+        weights = {
+            n: s["value"]
+            for n, s in trace.nodes.items()
+            if s["type"] == "sample" and not s["is_observed"] and n in var_names
+        }
+        _record(draws, start, c, bnn, trace, weights, var_names, y is not None)
+    return draws
+
+
+@torch.no_grad()
+def _draws_from_samples(
+    bnn: BNN,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    samples: Mapping[str, torch.Tensor],
+    chunk: int,
+    var_names: Sequence[str],
+) -> _Draws:
+    num = next(iter(samples.values())).shape[0]
+    draws = _Draws(num, {})
+    for start in range(0, num, chunk):
+        c = min(chunk, num - start)
+        data = {}
+        for k, v in samples.items():
+            v = v[start : start + c]
+            data[k] = v.reshape((c, 1) + v.shape[1:])  # the draws plate sits at dim -2
+        with pyro.plate(_DRAWS_PLATE, c, dim=-2):
+            model = poutine.condition(bnn.model, data=data)
+            trace = poutine.trace(model).get_trace(x, y, dataset_size=len(x))
+        _record(draws, start, c, bnn, trace, data, var_names, y is not None)
+    return draws
+
+
+# ================================================================================ datasets
+def _attrs(kind: str) -> dict[str, str]:
+    return {
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "arviz_version": str(az.__version__),
+        "inference_library": "pyro",
+        "inference_library_version": str(pyro.__version__),
+        "creation_library": "pyro_bdl",
+        "inference": kind,
+    }
+
+
+def _coords(dims: Sequence[str], shape: Sequence[int], fixed: Mapping[str, Any]) -> dict:
+    return {d: fixed.get(d, np.arange(n)) for d, n in zip(dims, shape, strict=True)}
+
+
+def _dataset(
+    variables: Mapping[str, tuple[Sequence[str], np.ndarray]],
+    attrs: Mapping[str, str],
+    fixed: Mapping[str, Any],
+) -> xr.Dataset:
+    coords: dict[str, Any] = {}
+    for dims, array in variables.values():
+        coords.update(_coords(dims, array.shape, fixed))
+    return xr.Dataset(
+        {name: (list(dims), array) for name, (dims, array) in variables.items()},
+        coords=coords,
+        attrs=dict(attrs),
+    )
+
+
+def _by_chain(array: np.ndarray, chains: int) -> np.ndarray:
+    return array.reshape((chains, array.shape[0] // chains) + array.shape[1:])
+
+
+def _target_dims(ndim: int) -> list[str]:
+    return [f"{OBS}_dim_{i}" for i in range(ndim)]
+
+
+def _groups(
+    bnn: BNN,
+    draws: _Draws,
+    chains: int,
+    x: torch.Tensor,
+    var_names: Sequence[str],
+    kind: str,
+    class_labels: Sequence[Any] | None,
+) -> dict[str, xr.Dataset]:
+    attrs = _attrs(kind)
+    sample = ["chain", "draw"]
+    fixed: dict[str, Any] = {}
+    posterior: dict[str, tuple[Sequence[str], np.ndarray]] = {}
+    for name in var_names:
+        if name not in draws.arrays:
+            continue
+        array = _by_chain(draws.arrays[name], chains)
+        rest = array.ndim - 2
+        if name in (OBS_MEAN, OBS_SCALE):
+            dims = [OBS_ID] + _target_dims(rest - 1)
+            if name == OBS_MEAN and bnn.likelihood.kind == "categorical":
+                dims = [OBS_ID, "class"]
+                labels = np.arange(array.shape[-1]) if class_labels is None else class_labels
+                if len(labels) != array.shape[-1]:
+                    raise ValueError(
+                        f"Expected {array.shape[-1]} class_labels (one per network output), but "
+                        f"got {len(labels)}."
+                    )
+                fixed["class"] = np.asarray(labels)
+        else:
+            dims = [f"{name}_dim_{i}" for i in range(rest)]
+        posterior[name] = (sample + dims, array)
+    groups = {"posterior": _dataset(posterior, attrs, fixed)}
+    pp = _by_chain(draws.arrays["posterior_predictive"], chains)
+    groups["posterior_predictive"] = _dataset(
+        {OBS: (sample + [OBS_ID] + _target_dims(pp.ndim - 3), pp)}, attrs, fixed
+    )
+    if "log_likelihood" in draws.arrays:
+        ll = _by_chain(draws.arrays["log_likelihood"], chains)
+        groups["log_likelihood"] = _dataset({OBS: (sample + [OBS_ID], ll)}, attrs, fixed)
+    if draws.observed is not None:
+        obs = draws.observed
+        groups["observed_data"] = _dataset(
+            {OBS: ([OBS_ID] + _target_dims(obs.ndim - 1), obs)}, attrs, fixed
+        )
+    xa = _numpy(x)
+    groups["constant_data"] = _dataset(
+        {"x": ([OBS_ID] + [f"x_dim_{i}" for i in range(xa.ndim - 1)], xa)}, attrs, fixed
+    )
+    return groups
+
+
+def _variational(
+    bnn: BNN,
+    x: torch.Tensor,
+    sites: Sequence[str],
+    fit_result: FitResult | None,
+    attrs: Mapping[str, str],
+) -> xr.Dataset | None:
+    guide = bnn.guide
+    variables: dict[str, tuple[Sequence[str], np.ndarray]] = {}
+
+    def add(name: str, site: str, t: torch.Tensor) -> None:
+        a = _numpy(t)
+        variables[name] = ([f"{site}_dim_{i}" for i in range(a.ndim)], a)
+
+    if sites and callable(getattr(guide, "loc_scale", None)):
+        loc_scale = guide.loc_scale()
+        for s in sites:
+            add(f"{s}_loc", s, loc_scale[s][0])
+            add(f"{s}_scale", s, loc_scale[s][1])
+    elif sites and callable(getattr(guide, "median", None)):
+        with torch.no_grad():
+            median = guide.median(x[:1])
+        for s in sites:
+            add(f"{s}_median", s, median[s])
+    if callable(getattr(guide, "drop_probabilities", None)):
+        for s, p in guide.drop_probabilities().items():
+            variables[f"{s}_p"] = ([], np.asarray(p, dtype=np.float64))
+    out_attrs = dict(attrs, guide=type(guide).__name__)
+    if fit_result is not None:
+        if not isinstance(fit_result, FitResult):
+            raise TypeError(
+                "Expected fit_result to be the FitResult that bnn.fit returned, but got "
+                f"{type(fit_result).__name__}."
+            )
+        for name in ("elbo", "loglik", "kl"):
+            variables[name] = (["epoch"], np.asarray(getattr(fit_result, name), dtype=np.float64))
+            step = f"step_{name}"
+            variables[step] = (["step"], np.asarray(getattr(fit_result, step), dtype=np.float64))
+        out_attrs.update(
+            dataset_size=int(fit_result.dataset_size),
+            fit_seconds=float(fit_result.seconds),
+            elbo_units="nats per datum",
+        )
+    if not variables:
+        return None
+    return _dataset(variables, out_attrs, {})
+
+
+def _wrap(groups: Mapping[str, xr.Dataset]) -> ArviZData:
+    """One Dataset per group -> ``az.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (1.x)."""
+    if arviz_major_version() >= 1:
+        return xr.DataTree.from_dict(dict(groups))
+    return az.InferenceData(**groups)
+
+
+# ================================================================================ public API
+def _mcmc_bnn(mcmc: MCMC, bnn: BNN | None) -> BNN:
+    model = getattr(mcmc.kernel, "model", None)
+    owner = getattr(model, "__self__", None)
+    if bnn is None:
+        if isinstance(owner, BNN):
+            return owner
+        raise ValueError(
+            "Expected bnn= with an MCMC result whose kernel does not run a BNN's model; pass "
+            "to_inference_data(mcmc, x, y, bnn=bnn, ...)."
+        )
+    if not isinstance(bnn, BNN):
+        raise TypeError(f"Expected bnn to be a pyro_bdl.BNN, but got {type(bnn).__name__}.")
+    return bnn
+
+
+def _grouped_samples(
+    fitted: MCMC | Mapping[str, torch.Tensor], num_samples: int | None
+) -> tuple[dict[str, torch.Tensor], int, np.ndarray | None]:
+    """``({site: (chains * draws, *shape)}, chains, diverging (chains, draws) or None)``."""
+    if isinstance(fitted, MCMC):
+        grouped = fitted.get_samples(group_by_chain=True)
+    else:
+        grouped = dict(fitted)
+    if not grouped:
+        raise ValueError("Expected at least one sampled site, but got no samples.")
+    shapes = {k: tuple(v.shape[:2]) for k, v in grouped.items()}
+    if len(set(shapes.values())) != 1 or any(v.dim() < 2 for v in grouped.values()):
+        raise ValueError(
+            "Expected samples grouped by chain, {site: tensor (chains, draws, *shape)} with the "
+            f"same (chains, draws) for every site, but got leading shapes {shapes}."
+        )
+    chains, total = next(iter(shapes.values()))
+    keep = np.arange(total)
+    if num_samples is not None:
+        num_samples = _positive_int("num_samples", num_samples)
+        if num_samples > total:
+            raise ValueError(
+                f"Expected num_samples <= the {total} draws per chain of the MCMC run, but got "
+                f"{num_samples}."
+            )
+        keep = np.unique(np.linspace(0, total - 1, num_samples).round().astype(int))
+    index = torch.as_tensor(keep)
+    flat = {k: v[:, index].reshape((chains * len(keep),) + v.shape[2:]) for k, v in grouped.items()}
+    diverging = None
+    if isinstance(fitted, MCMC):
+        divergences = fitted.diagnostics().get("divergences")
+        if divergences is not None:
+            div = np.zeros((chains, total), dtype=bool)
+            for i in range(chains):
+                div[i, np.asarray(divergences.get(f"chain {i}", []), dtype=int)] = True
+            diverging = div[:, keep]
+    return flat, chains, diverging
+
+
+def to_inference_data(
+    fitted: BNN | MCMC | Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    num_samples: int | None = None,
+    var_names: Sequence[str] | None = None,
+    bnn: BNN | None = None,
+    fit_result: FitResult | None = None,
+    class_labels: Sequence[Any] | None = None,
+    seed: int | None = None,
+    chunk_size: int | None = None,
+) -> ArviZData:
+    """Export posterior draws of a BNN to ArviZ: predictive draws, pointwise log-likelihood, ...
+
+    The draws come from the BNN's guide (one chain of ``num_samples`` joint draws W_s ~ q, one W
+    for all data points; for dropout guides one mask per draw) or from MCMC on ``bnn.model``
+    (every chain kept). For each draw the model is run on ``x`` with W fixed, in vectorised
+    chunks of draws (bounded memory), and the groups listed in the module docstring are filled.
+
+    :param fitted: a fitted :class:`~pyro_bdl.BNN`; a ``pyro.infer.MCMC`` that ran
+        ``bnn.model``; or samples grouped by chain ``{site: tensor (chains, draws, *shape)}``
+        (e.g. several single-chain runs stacked).
+    :param x: inputs ``(N, ...)``.
+    :param y: targets ``(N, ...)``; without them there is no ``log_likelihood`` or
+        ``observed_data`` group, and ``posterior_predictive`` holds draws of y.
+    :param num_samples: draws from the guide (required for a BNN); for MCMC, draws kept per chain
+        (evenly thinned; default: all).
+    :param var_names: posterior variables: any of the model's sites (e.g. ``"0.weight"``),
+        ``"obs_mean"`` and, for Gaussian likelihoods, ``"obs_scale"``. Default
+        ``["obs_mean"]``: no weights. The guide parameters of requested sites go to the
+        ``variational`` group.
+    :param bnn: the BNN whose model the MCMC ran (found from ``mcmc.kernel.model`` when that is
+        ``bnn.model``).
+    :param fit_result: the :class:`~pyro_bdl.FitResult` of ``bnn.fit``, stored as the ELBO trace.
+    :param class_labels: names of the classes (coordinate of the ``class`` dim, categorical).
+    :param seed: if given, guide draws are reproducible without touching the global RNG.
+    :param chunk_size: draws per vectorised model run (default: about 64 MB per chunk).
+    :return: ``az.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x.
+    :raises ValueError: on ``num_samples <= 0``, x and y of different lengths, a ``var_names``
+        entry that is not a site, or MCMC samples not grouped by chain.
+
+    Example::
+
+        >>> bnn.fit(x, y, epochs=500, lr=1e-2, progress=False)  # doctest: +SKIP
+        >>> idata = to_inference_data(bnn, x, y, num_samples=200)  # doctest: +SKIP
+        >>> idata.log_likelihood["obs"].shape  # (1, 200, N)  # doctest: +SKIP
+        >>> az.loo(idata)  # doctest: +SKIP
+        >>> mcmc = MCMC(NUTS(bnn.model), num_samples=300, warmup_steps=300)  # doctest: +SKIP
+        >>> mcmc.run(x, y)  # doctest: +SKIP
+        >>> to_inference_data(mcmc, x, y, var_names=["0.weight"])  # (1, 300, ...)  # doctest: +SKIP
+    """
+    if isinstance(fitted, BNN):
+        if bnn is not None and bnn is not fitted:
+            raise ValueError("Expected bnn=None (or the same BNN) when fitted is a BNN.")
+        model_bnn = fitted
+        if num_samples is None:
+            raise ValueError(
+                "Expected num_samples, the number of draws from the guide (e.g. num_samples=200)."
+            )
+        num_samples = _positive_int("num_samples", num_samples)
+    elif isinstance(fitted, MCMC):
+        model_bnn = _mcmc_bnn(fitted, bnn)
+    elif isinstance(fitted, Mapping):
+        if bnn is None:
+            raise ValueError("Expected bnn= with a dict of samples: the BNN whose model made them.")
+        if not isinstance(bnn, BNN):
+            raise TypeError(f"Expected bnn to be a pyro_bdl.BNN, but got {type(bnn).__name__}.")
+        model_bnn = bnn
+    else:
+        raise TypeError(
+            "Expected fitted to be a BNN, a pyro.infer.MCMC or a dict of samples grouped by chain, "
+            f"but got {type(fitted).__name__}."
+        )
+    _check_data(x, y)
+    if y is not None:
+        model_bnn.likelihood.validate_target(y)
+    if chunk_size is not None:
+        chunk_size = _positive_int("chunk_size", chunk_size)
+    if fit_result is not None and not isinstance(fitted, BNN):
+        raise ValueError("Expected fit_result only with a BNN fitted by SVI, not with MCMC draws.")
+    sites = _latent_shapes(model_bnn, x)
+    kind = model_bnn.likelihood.kind
+    var_names = _check_var_names(var_names, sites, kind)
+    chunk = chunk_size or _default_chunk(sites, len(x), _net_dtype(model_bnn))
+    diverging = None
+    if isinstance(fitted, BNN):
+        fitted.ensure_guide(x)
+        chains = 1
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            draws = _draws_from_guide(fitted, x, y, num_samples, chunk, var_names)
+        inference = "svi"
+    else:
+        flat, chains, diverging = _grouped_samples(fitted, num_samples)
+        missing = sorted(set(sites) - set(flat))
+        if missing:
+            raise ValueError(
+                f"Expected draws for every latent site of the model, but got none for {missing}."
+            )
+        draws = _draws_from_samples(model_bnn, x, y, flat, chunk, var_names)
+        inference = "mcmc"
+    groups = _groups(model_bnn, draws, chains, x, var_names, inference, class_labels)
+    attrs = _attrs(inference)
+    if diverging is not None:
+        groups["sample_stats"] = _dataset({"diverging": (["chain", "draw"], diverging)}, attrs, {})
+    if isinstance(fitted, BNN):
+        requested = [v for v in var_names if v in sites]
+        variational = _variational(fitted, x, requested, fit_result, attrs)
+        if variational is not None:
+            groups[VARIATIONAL] = variational
+    return _wrap(groups)
+
+
+def prediction_from_samples(
+    bnn: BNN,
+    samples: MCMC | Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    *,
+    chunk_size: int | None = None,
+) -> Prediction:
+    """A :class:`~pyro_bdl.uncertainty.Prediction` from MCMC draws of the BNN's latent sites.
+
+    :param bnn: the BNN whose model was sampled.
+    :param samples: a ``pyro.infer.MCMC`` that ran ``bnn.model``, or ``{site: tensor (S, *shape)}``
+        (chains flattened, as ``mcmc.get_samples()`` returns).
+    :param x: inputs ``(N, ...)``.
+    :param chunk_size: draws per vectorised forward.
+    :return: a Prediction with ``S`` draws (all chains), samples of shape ``(S, N, ...)``.
+
+    Example::
+
+        >>> mcmc = MCMC(NUTS(bnn.model), num_samples=300, warmup_steps=300)  # doctest: +SKIP
+        >>> mcmc.run(x, y)  # doctest: +SKIP
+        >>> pred = prediction_from_samples(bnn, mcmc, x_test)  # doctest: +SKIP
+        >>> pred.mean.shape, pred.decompose().epistemic.shape  # (M,), (M,)  # doctest: +SKIP
+    """
+    if not isinstance(bnn, BNN):
+        raise TypeError(f"Expected bnn to be a pyro_bdl.BNN, but got {type(bnn).__name__}.")
+    if isinstance(samples, MCMC):
+        samples = samples.get_samples()
+    if not isinstance(samples, Mapping):
+        raise TypeError(
+            "Expected samples to be a pyro.infer.MCMC or a dict {site: tensor (S, *shape)}, but "
+            f"got {type(samples).__name__}."
+        )
+    return bnn.predict_from_samples(x, dict(samples), chunk_size=chunk_size)
+
+
+# ================================================================================ PSIS k̂
+@dataclass(frozen=True)
+class PSISResult:
+    """Pareto-smoothed importance sampling diagnostic of a guide (Yao et al. 2018).
+
+    :ivar khat: estimated shape of the generalised Pareto tail of the ratios p(W, y) / q(W).
+    :ivar reading: ``"good"`` (k̂ < 0.5), ``"usable"`` (0.5 <= k̂ <= 0.7) or ``"unreliable"``
+        (k̂ > 0.7, or NaN).
+    :ivar log_weights: Pareto-smoothed, normalised log importance weights, shape ``(S,)``.
+    :ivar log_ratios: the raw log ratios log p(W_s, y) - log q(W_s), shape ``(S,)``.
+    """
+
+    khat: float
+    reading: str
+    log_weights: np.ndarray
+    log_ratios: np.ndarray
+
+    def __repr__(self) -> str:
+        return (
+            f"PSISResult(khat={self.khat:.3f}, reading={self.reading!r}, S={len(self.log_ratios)})"
+        )
+
+
+def _reading(khat: float) -> str:
+    if math.isnan(khat) or khat > 0.7:
+        return "unreliable"
+    return "good" if khat < 0.5 else "usable"
+
+
+def psislw(log_ratios: np.ndarray | Sequence[float]) -> tuple[np.ndarray, float]:
+    r"""Pareto-smoothed importance log weights and k̂ of log ratios, on ArviZ 0.x or 1.x.
+
+    The argument is :math:`\log r_s = \log p_s - \log q_s`, ArviZ 0.x's convention for
+    ``az.psislw``. ArviZ 1.x gets ``arviz_stats.base.array_stats.psislw(-log_ratios)``: its
+    argument is the negated ratio (a log-likelihood, in LOO). For PSIS-LOO of point n the log
+    ratios are :math:`-\log p(y_n \mid W_s)`.
+
+    :param log_ratios: log importance ratios, shape ``(S,)``.
+    :return: ``(log_weights, khat)``: smoothed log weights normalised to ``logsumexp = 0``,
+        shape ``(S,)``, and the Pareto shape estimate; ``-inf`` when all ratios are equal up to
+        float round-off (the proposal is the target: the weights are bounded, there is no tail).
+
+    Example::
+
+        >>> lw, k = psislw(np.random.default_rng(0).normal(size=1000))
+        >>> lw.shape, round(float(np.exp(lw).sum()), 6), k < 0.5
+        ((1000,), 1.0, True)
+    """
+    log_ratios = np.asarray(log_ratios, dtype=np.float64)
+    if log_ratios.ndim != 1:
+        raise ValueError(
+            f"Expected log ratios of shape (S,), but got shape {tuple(log_ratios.shape)}."
+        )
+    if np.ptp(log_ratios) <= 64 * np.finfo(np.float64).eps * np.abs(log_ratios).max():
+        # equal ratios up to round-off (q is the target): uniform weights, no tail to fit
+        return np.full_like(log_ratios, -math.log(len(log_ratios))), -math.inf
+    if arviz_major_version() >= 1:
+        from arviz_stats.base import array_stats
+
+        log_weights, khat = array_stats.psislw(-log_ratios)
+    else:
+        log_weights, khat = az.psislw(log_ratios)
+    return np.asarray(log_weights, dtype=np.float64), float(np.asarray(khat))
+
+
+def _per_draw(lp: torch.Tensor, c: int) -> torch.Tensor:
+    """Sum a site's log-density over everything but the draws dim (at -2): shape ``(c,)``."""
+    if lp.dim() > 2:
+        raise ValueError(
+            f"Expected site log-densities with batch dims (draws, data) at most, but got shape "
+            f"{tuple(lp.shape)}: psis_khat supports the BNN's single data plate only."
+        )
+    lp = lp.reshape((1,) * (2 - lp.dim()) + lp.shape)
+    return lp.expand(c, lp.shape[-1]).sum(-1)
+
+
+def _check_guide_density(guide_trace: poutine.Trace, model_trace: poutine.Trace) -> None:
+    sites = {
+        n: s
+        for n, s in guide_trace.nodes.items()
+        if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)
+    }
+    auxiliary = [n for n in sites if n not in model_trace.nodes]
+    for name, site in sites.items():
+        fn = site["fn"]
+        base = fn.base_dist if isinstance(fn, dist.Independent) else fn
+        if isinstance(base, MaskedWeight):
+            raise ValueError(
+                f"Expected a guide with a density over the weights, but site {name!r} is a "
+                "dropout factor (MaskedWeight): its log_prob is the mask's log-probability, not "
+                "a density of W, so p(W, y) / q(W) is undefined and PSIS k̂ has no meaning. "
+                "Compare dropout with the other fits through to_inference_data and az.compare "
+                "(LOO) instead."
+            )
+        if isinstance(base, dist.Delta) and name in model_trace.nodes and not auxiliary:
+            raise ValueError(
+                f"Expected a guide with a density over the weights, but site {name!r} is a point "
+                "mass (Delta, e.g. AutoDelta): q(W) has no density, so PSIS k̂ is undefined."
+            )
+
+
+@torch.no_grad()
+def _log_ratios(bnn: BNN, x: torch.Tensor, y: torch.Tensor, num: int, chunk: int) -> np.ndarray:
+    n = len(x)
+    out = np.empty(num, dtype=np.float64)
+    for start in range(0, num, chunk):
+        c = min(chunk, num - start)
+        with pyro.plate(_DRAWS_PLATE, c, dim=-2):
+            guide_trace = poutine.trace(bnn.guide).get_trace(x, y, dataset_size=n)
+            model = poutine.replay(bnn.model, trace=guide_trace)
+            model_trace = poutine.trace(model).get_trace(x, y, dataset_size=n)
+        if start == 0:
+            _check_guide_density(guide_trace, model_trace)
+        log_p = torch.zeros(c, dtype=torch.float64)
+        for site in model_trace.nodes.values():
+            if site["type"] == "sample" and not site_is_subsample(site):
+                lp = site["fn"].log_prob(site["value"])
+                log_p += _per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c)
+        log_q = torch.zeros(c, dtype=torch.float64)
+        for site in guide_trace.nodes.values():
+            if site["type"] == "sample" and not site_is_subsample(site):
+                lp = site["fn"].log_prob(site["value"])
+                log_q += _per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c)
+        out[start : start + c] = (log_p - log_q).numpy()
+    return out
+
+
+def psis_khat(
+    fitted: BNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_samples: int,
+    seed: int | None = None,
+    chunk_size: int | None = None,
+) -> PSISResult:
+    r"""PSIS diagnostic of the guide: is q(W) a usable importance proposal for p(W | y)?
+
+    Draws W_s ~ q (s = 1..S), computes the log ratios
+
+    .. math:: r_s = \log p(W_s, y) - \log q(W_s)
+
+    with the model's log joint on the full data (no minibatch scaling: the data plate's size is
+    ``len(x)``), Pareto-smooths them and returns the tail shape k̂ (Yao, Vehtari, Simpson &
+    Gelman 2018): below 0.5 the guide is good, 0.5–0.7 usable, above 0.7 unreliable. Expect
+    k̂ > 0.7 for mean-field guides on real networks: report it, don't gate on it.
+
+    :param fitted: a fitted :class:`~pyro_bdl.BNN` whose guide has a density over the weights
+        (mean-field, AutoNormal, low-rank, ...; not the dropout guides, not AutoDelta).
+    :param x: inputs ``(N, ...)``, the training data.
+    :param y: targets ``(N, ...)``.
+    :param num_samples: S, draws from the guide (a few hundred or more: the tail uses
+        min(S/5, 3√S) of them).
+    :param seed: if given, reproducible without touching the global RNG.
+    :param chunk_size: draws per vectorised run (default: about 64 MB per chunk).
+    :return: a :class:`PSISResult` (``khat``, ``reading``, ``log_weights``, ``log_ratios``).
+    :raises ValueError: if the guide has no density over W (dropout guides: their site
+        log-density is the mask's), on ``num_samples <= 0`` or x and y of different lengths.
+
+    Example::
+
+        >>> bnn.fit(x, y, epochs=2000, lr=1e-2, progress=False)  # doctest: +SKIP
+        >>> res = psis_khat(bnn, x, y, num_samples=1000)  # doctest: +SKIP
+        >>> res.khat, res.reading  # (0.31, 'good') on a conjugate model  # doctest: +SKIP
+    """
+    if not isinstance(fitted, BNN):
+        raise TypeError(f"Expected fitted to be a pyro_bdl.BNN, but got {type(fitted).__name__}.")
+    num_samples = _positive_int("num_samples", num_samples)
+    if y is None:
+        raise ValueError("Expected targets y: the log joint p(W, y) needs the observed data.")
+    _check_data(x, y)
+    fitted.likelihood.validate_target(y)
+    if chunk_size is not None:
+        chunk_size = _positive_int("chunk_size", chunk_size)
+    fitted.ensure_guide(x)
+    chunk = chunk_size or _default_chunk(_latent_shapes(fitted, x), len(x), _net_dtype(fitted))
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        log_ratios = _log_ratios(fitted, x, y, num_samples, chunk)
+    if not np.isfinite(log_ratios).all():
+        bad = int((~np.isfinite(log_ratios)).sum())
+        raise ValueError(
+            f"Expected finite log ratios log p(W, y) - log q(W), but {bad} of {num_samples} are "
+            "NaN/inf: the guide puts mass where the model has none (check the prior's support)."
+        )
+    log_weights, khat = psislw(log_ratios)
+    return PSISResult(khat, _reading(khat), log_weights, log_ratios)
