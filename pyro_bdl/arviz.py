@@ -118,24 +118,6 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-def _check_data(x: Any, y: Any) -> None:
-    for name, t in (("x", x), ("y", y)):
-        if t is None:
-            continue
-        if not torch.is_tensor(t):
-            raise TypeError(f"Expected {name} to be a torch.Tensor, but got {type(t).__name__}.")
-        if t.dim() == 0 or t.shape[0] == 0:
-            raise ValueError(
-                f"Expected {name} with at least one row (shape (N, ...), N >= 1), but got shape "
-                f"{tuple(t.shape)}."
-            )
-    if y is not None and len(x) != len(y):
-        raise ValueError(
-            f"Expected x and y with the same number of rows (data points), but got {len(x)} and "
-            f"{len(y)}."
-        )
-
-
 def _latent_shapes(bnn: BNN, x: torch.Tensor) -> dict[str, torch.Size]:
     """``{site: shape}`` of the model's latent sites, from one prior run on ``x[:1]``."""
     with torch.no_grad(), torch.random.fork_rng(devices=[]), poutine.block():
@@ -559,9 +541,7 @@ def to_inference_data(
             "Expected fitted to be a BNN, a pyro.infer.MCMC or a dict of samples grouped by chain, "
             f"but got {type(fitted).__name__}."
         )
-    _check_data(x, y)
-    if y is not None:
-        model_bnn.likelihood.validate_target(y)
+    x, y = model_bnn.check_data(x, y)
     if chunk_size is not None:
         chunk_size = _positive_int("chunk_size", chunk_size)
     if fit_result is not None and not isinstance(fitted, BNN):
@@ -805,8 +785,7 @@ def psis_khat(
     num_samples = _positive_int("num_samples", num_samples)
     if y is None:
         raise ValueError("Expected targets y: the log joint p(W, y) needs the observed data.")
-    _check_data(x, y)
-    fitted.likelihood.validate_target(y)
+    x, y = fitted.check_data(x, y)
     if chunk_size is not None:
         chunk_size = _positive_int("chunk_size", chunk_size)
     fitted.ensure_guide(x)

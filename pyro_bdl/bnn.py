@@ -33,7 +33,7 @@ from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from .guides import GuideLike, build_guide, guide_config, guide_from_config
 from .infer import ELBOTerms, elbo_terms
 from .likelihoods import OBS, Likelihood, likelihood_from_config
-from .nn import INIT_KEY, BatchedForward, broadcast_shapes, sample_shape_of
+from .nn import INIT_KEY, BatchedForward, broadcast_shapes, is_real_support, sample_shape_of
 from .priors import PriorLike, as_prior, prior_from_config
 from .uncertainty import Prediction
 
@@ -182,6 +182,8 @@ class FitResult:
 def _check_tensor(name: str, t: Any) -> torch.Tensor:
     if not torch.is_tensor(t):
         raise TypeError(f"Expected {name} to be a torch.Tensor, but got {type(t).__name__}.")
+    if t.is_complex():
+        raise TypeError(f"Expected real-valued {name}, but got dtype {t.dtype}.")
     if t.dim() == 0 or t.shape[0] == 0:
         raise ValueError(
             f"Expected {name} with at least one row (shape (N, ...), N >= 1), but got shape "
@@ -260,6 +262,14 @@ class BNN(PyroModule):
         object.__setattr__(self, "_net", net)
         self.prior = as_prior(prior, include)
         random = self.prior.random_parameters(net)
+        for n, param in random:
+            support = self.prior.site_dist(n, param).support
+            if not is_real_support(support):
+                raise ValueError(
+                    f"Expected a prior with real support for network weight {n!r}, but got "
+                    f"support {support}. Weights are unconstrained: use a Normal-like prior, "
+                    "or constrain the weight inside the network."
+                )
         self.random_names = [n for n, _ in random]
         chosen = set(self.random_names)
         self.deterministic_names = [n for n, _ in net.named_parameters() if n not in chosen]
@@ -347,8 +357,64 @@ class BNN(PyroModule):
                 f"Expected inputs x of the network's dtype {dtype}, but got {x.dtype}; convert "
                 f"with x.to({dtype}) or the network with net.to({x.dtype})."
             )
-        self._input_shape = tuple(x.shape[1:])
         return x
+
+    def _probe_output(self, x: torch.Tensor) -> torch.Size:
+        """Per-datum output shape of the network on the first rows of ``x``, with no side effects.
+
+        The network runs with its current weights under ``no_grad``, the random stream forked
+        and its buffers (BatchNorm statistics) restored afterwards.
+
+        :raises ValueError: if the network cannot process ``x`` (wrong feature shape or dtype).
+        """
+        buffers = [(b, b.clone()) for b in self._net.buffers()]
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                out = self._net(x[:2])
+        except (RuntimeError, TypeError, ValueError, IndexError) as e:
+            raise ValueError(
+                f"Expected inputs the network accepts, but it failed on x of shape "
+                f"{tuple(x.shape)} and dtype {x.dtype} (its error is chained above). Check the "
+                "number of features, the rank and the dtype the network expects."
+            ) from e
+        finally:
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
+        if not torch.is_tensor(out):
+            raise TypeError(
+                f"Expected the network to return one tensor, but it returned {type(out).__name__}."
+            )
+        return out.shape[1:]
+
+    def _check_targets_against_outputs(self, y: torch.Tensor, out_shape: torch.Size) -> None:
+        """Check all of ``y`` (shape, label range) against the network's output shape, up front."""
+        dtype = next(self._net.parameters()).dtype
+        f = torch.zeros((), dtype=dtype).expand((len(y), *out_shape))
+        self.likelihood.check_target(y, f, 0)
+
+    def check_data(self, x: Any, y: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validate inputs (and targets) as ``fit`` and ``predict`` do, with no side effects.
+
+        Checks types, emptiness, NaN/inf, dtypes, that the network accepts ``x`` (one cheap
+        forward on two rows) and that every target fits the network's output (shape, labels).
+
+        :param x: inputs ``(N, ...)``.
+        :param y: targets ``(N, ...)`` or ``None``.
+        :return: ``(x, y)``.
+        :raises ValueError, TypeError: with what was expected and what was received.
+
+        Example::
+
+            >>> bnn.check_data(x, y)  # raises before anything is fitted or drawn
+        """
+        if y is None:
+            x = self._check_inputs(x)
+            self._probe_output(x)
+            return x, None
+        x, y = self._check_data(x, y)
+        self._check_targets_against_outputs(y, self._probe_output(x))
+        return x, y
 
     def _check_data(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._check_inputs(x)
@@ -365,14 +431,22 @@ class BNN(PyroModule):
 
         Pyro's autoguides create their parameters on their first call; ``fit`` and ``predict``
         call this first, and so should code that draws from ``bnn.guide`` under its own plate.
+        The network's buffers (BatchNorm statistics) are left as they were.
 
-        :param x: example inputs ``(B, ...)`` (only the first row is used).
+        :param x: example inputs ``(B, ...)`` (only the first rows are used).
         """
-        if getattr(self.guide, "prototype_trace", True) is None:
+        if getattr(self.guide, "prototype_trace", True) is not None:
+            return
+        buffers = [(b, b.clone()) for b in self._net.buffers()]
+        try:
             with torch.random.fork_rng(devices=[]), poutine.block():
                 # autoguides treat unobserved sites as latent: build them with an observed y
-                y = poutine.trace(self.model).get_trace(x[:1]).nodes[OBS]["value"]
-                self.guide(x[:1], y)
+                y = poutine.trace(self.model).get_trace(x[:2]).nodes[OBS]["value"]
+                self.guide(x[:2], y)
+        finally:
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
 
     # ------------------------------------------------------------------ fitting
     def _batches(
@@ -459,7 +533,9 @@ class BNN(PyroModule):
         epochs = _positive_int("epochs", epochs)
         num_particles = _positive_int("num_particles", num_particles)
         if optim is None:
-            if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+            if isinstance(lr, bool) or not (
+                isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)
+            ):
                 raise ValueError(f"Expected lr > 0, but got {lr!r}.")
             optim = pyro.optim.Adam({"lr": float(lr)})
         elif not isinstance(optim, pyro.optim.PyroOptim):
@@ -478,6 +554,8 @@ class BNN(PyroModule):
             int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
         )
         n_data, batches = self._batches(x, y, batch_size, shuffle, generator)
+        if not isinstance(x, torch.utils.data.DataLoader):
+            self._check_targets_against_outputs(y, self._probe_output(x))
         size = self.likelihood.dataset_size or n_data
         result = FitResult(dataset_size=size)
         first = 0
@@ -487,7 +565,8 @@ class BNN(PyroModule):
             x0, y0 = x.dataset[0]
             probe = self._check_data(torch.as_tensor(x0)[None], torch.as_tensor(y0)[None])
         else:
-            probe = (x[:1], y[:1])
+            probe = (x[:2], y[:2])
+        self._input_shape = tuple(probe[0].shape[1:])  # the data are valid from here on
         self._prepare_fast_path(*probe, size)
         start = time.perf_counter()
         bar = tqdm(range(first, epochs), disable=not progress, desc="fit", unit="epoch")
@@ -535,12 +614,18 @@ class BNN(PyroModule):
         self._fast_params = None
         if not self._fast_path_possible():
             return
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            with poutine.trace(param_only=True) as capture:
-                elbo_terms(self.model, self.guide, x[:1], y[:1], dataset_size=size)
-            if self._fast_elbo_terms(x[:1], y[:1], size, 1) is None:
-                self._fast_ok = False  # this guide/likelihood pair needs the traced path
-                return
+        buffers = [(b, b.clone()) for b in self._net.buffers()]
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                with poutine.trace(param_only=True) as capture:
+                    elbo_terms(self.model, self.guide, x, y, dataset_size=size)
+                if self._fast_elbo_terms(x, y, size, 1) is None:
+                    self._fast_ok = False  # this guide/likelihood pair needs the traced path
+                    return
+        finally:
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
         self._fast_params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
 
     def _fast_elbo_terms(
@@ -733,6 +818,31 @@ class BNN(PyroModule):
             getattr(result, k).extend(v)
         return int(fit["epoch"])
 
+    def _elbo_and_params(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        size: int,
+        num_particles: int,
+        vectorize_particles: bool,
+    ) -> tuple[ELBOTerms, set[torch.Tensor]]:
+        """One ELBO estimate (trace-free when possible) and the parameters it depends on."""
+        if self._fast_params is not None and (vectorize_particles or num_particles == 1):
+            terms = self._fast_elbo_terms(x, y, size, num_particles)
+            if terms is not None:
+                return terms, self._fast_params
+        with self.estimator(), poutine.trace(param_only=True) as capture:
+            terms = elbo_terms(
+                self.model,
+                self.guide,
+                x,
+                y,
+                dataset_size=size,
+                num_particles=num_particles,
+                vectorize_particles=vectorize_particles,
+            )
+        return terms, {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+
     def _step(
         self,
         x: torch.Tensor,
@@ -743,30 +853,25 @@ class BNN(PyroModule):
         vectorize_particles: bool,
         step: int,
     ) -> tuple[float, float]:
-        terms = None
-        if self._fast_params is not None and (vectorize_particles or num_particles == 1):
-            terms = self._fast_elbo_terms(x, y, size, num_particles)
-        if terms is None:
-            with self.estimator(), poutine.trace(param_only=True) as capture:
-                terms = elbo_terms(
-                    self.model,
-                    self.guide,
-                    x,
-                    y,
-                    dataset_size=size,
-                    num_particles=num_particles,
-                    vectorize_particles=vectorize_particles,
-                )
-            params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
-        else:
-            params = self._fast_params
+        hint = (
+            "Lower the learning rate, use a smaller init_scale for the guide, or standardise "
+            "the data."
+        )
+        try:
+            terms, params = self._elbo_and_params(x, y, size, num_particles, vectorize_particles)
+        except ValueError as e:
+            if "Expected parameter" not in str(e):
+                raise
+            raise DivergenceError(
+                f"The guide's parameters left their support (step {step}): "
+                f"{str(e).splitlines()[0]} {hint}"
+            ) from e
         loglik, kl = terms.loglik.item(), terms.kl.item()
         for term, value in (("expected log-likelihood", loglik), ("KL", kl)):
             if not math.isfinite(value):
                 raise DivergenceError(
                     f"The ELBO diverged: its {term} term is {value} (step {step}). "
-                    "Parameters keep their last good values. Lower the learning rate, use a "
-                    "smaller init_scale for the guide, or standardise the data."
+                    f"Parameters keep their last good values. {hint}"
                 )
         terms.loss.backward()
         bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
@@ -774,8 +879,7 @@ class BNN(PyroModule):
             zero_grads(params)
             raise DivergenceError(
                 f"The ELBO's gradient has NaN/inf entries for {len(bad)} parameter tensor(s) "
-                f"(step {step}). Parameters keep their last good values. Lower the learning "
-                "rate, use a smaller init_scale for the guide, or standardise the data."
+                f"(step {step}). Parameters keep their last good values. {hint}"
             )
         optim(params)
         zero_grads(params)
@@ -814,12 +918,14 @@ class BNN(PyroModule):
         num_samples = _positive_int("num_samples", num_samples)
         if chunk_size is not None:
             chunk_size = _positive_int("chunk_size", chunk_size)
+        self._probe_output(x)
         self.ensure_guide(x)
-        if seed is None:
-            return self._predict(x, num_samples, chunk_size)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self._predict(x, num_samples, chunk_size)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            pred = self._predict(x, num_samples, chunk_size)
+        self._input_shape = tuple(x.shape[1:])
+        return pred
 
     @torch.no_grad()
     def predict_from_samples(
@@ -844,18 +950,41 @@ class BNN(PyroModule):
             >>> pred = bnn.predict_from_samples(x_test, mcmc.get_samples())
         """
         x = self._check_inputs(x)
-        sites = [self.site_name(n) for n in self.random_names]
+        self._probe_output(x)
+        if not isinstance(samples, dict):
+            raise TypeError(
+                "Expected a dict {site name: tensor (S, *shape)}, but got "
+                f"{type(samples).__name__}."
+            )
+        sites = {self.site_name(n): self._shapes[n] for n in self.random_names}
         missing = [s for s in sites if s not in samples]
         if missing:
             raise ValueError(
                 f"Expected draws for every weight site, but got none for {missing}; pass "
                 "mcmc.get_samples() or a dict {site name: tensor (S, *shape)}."
             )
-        sizes = {k: v.shape[0] for k, v in samples.items() if torch.is_tensor(v) and v.dim()}
+        dtype = next(self._net.parameters()).dtype
+        for k, v in samples.items():
+            if not torch.is_tensor(v) or v.dim() == 0 or len(v) == 0:
+                raise ValueError(
+                    f"Expected draws of {k!r} as a tensor (S, *shape) with S >= 1, but got "
+                    f"{type(v).__name__}{'' if not torch.is_tensor(v) else tuple(v.shape)}."
+                )
+            if k in sites and v.shape[1:] != sites[k]:
+                raise ValueError(
+                    f"Expected draws of {k!r} of shape (S, *{tuple(sites[k])}), but got "
+                    f"{tuple(v.shape)}."
+                )
+            if v.dtype != dtype:
+                raise TypeError(
+                    f"Expected draws of {k!r} in the network's dtype {dtype}, but got {v.dtype}."
+                )
+            if not torch.isfinite(v).all():
+                raise ValueError(f"Expected finite draws of {k!r}, but found NaN/inf values.")
+        sizes = {k: v.shape[0] for k, v in samples.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"Expected the same number of draws for every site, but got {sizes}.")
         num = next(iter(sizes.values()))
-        dtype = next(self._net.parameters()).dtype
         chunk = chunk_size or self._default_chunk(len(x), dtype)
         parts = []
         for start in range(0, num, chunk):

@@ -30,7 +30,7 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 from torch.distributions import register_kl
 
-from .nn import INIT_KEY, broadcast_shapes, init_to_net
+from .nn import INIT_KEY, broadcast_shapes, check_float, init_to_net, is_real_support
 
 __all__ = [
     "AutoDropout",
@@ -52,12 +52,6 @@ GuideLike = Any  # a builder ``model -> guide``, an AutoGuide subclass, or None
 def deep_getattr(obj: Any, name: str) -> Any:
     """``getattr`` along a dotted path (the inverse of Pyro's ``deep_setattr``)."""
     return functools.reduce(getattr, name.split("."), obj)
-
-
-def _is_real(support: constraints.Constraint) -> bool:
-    while hasattr(support, "base_constraint"):
-        support = support.base_constraint
-    return support is constraints.real
 
 
 class _FactorisedGuide(AutoGuide):
@@ -112,10 +106,8 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         init_loc_fn: Callable = init_to_net,
         init_scale: float = 1e-2,
     ) -> None:
-        if not init_scale > 0:
-            raise ValueError(f"Expected init_scale > 0, but got {init_scale}.")
         self.init_loc_fn = init_loc_fn
-        self._init_scale = float(init_scale)
+        self._init_scale = check_float("init_scale", init_scale)
         super().__init__(InitMessenger(init_loc_fn)(model))
 
     def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
@@ -132,7 +124,7 @@ class AutoMeanFieldNormal(_FactorisedGuide):
                 )
             fn = site["fn"]
             value = site["value"].detach()
-            if _is_real(fn.support):
+            if is_real_support(fn.support):
                 transform, unconstrained = None, value
             else:
                 transform = biject_to(fn.support)
@@ -228,8 +220,7 @@ class MeanFieldNormal:
     """
 
     def __init__(self, init_scale: float = 1e-2, init_loc: str | Callable = "net") -> None:
-        if not init_scale > 0:
-            raise ValueError(f"Expected init_scale > 0, but got {init_scale}.")
+        check_float("init_scale", init_scale)
         if isinstance(init_loc, str):
             if init_loc not in _INIT_LOCS:
                 raise ValueError(
@@ -608,8 +599,8 @@ class AutoDropout(_FactorisedGuide):
             self._p_spec = _check_p("p", p)
         if estimator not in _ESTIMATORS:
             raise ValueError(f"Expected estimator in {_ESTIMATORS}, but got {estimator!r}.")
-        if temperature is not None and not temperature > 0:
-            raise ValueError(f"Expected temperature > 0, but got {temperature!r}.")
+        if temperature is not None:
+            check_float("temperature", temperature)
         if learn_p and temperature is None:
             raise ValueError("Expected a temperature with learn_p=True (concrete dropout).")
         self.estimator = estimator
@@ -844,8 +835,7 @@ class ConcreteDropout:
     ) -> None:
         if not 0.0 < _check_p("init_p", init_p):
             raise ValueError(f"Expected init_p in (0, 1) for a learned p, but got {init_p!r}.")
-        if not temperature > 0:
-            raise ValueError(f"Expected temperature > 0, but got {temperature!r}.")
+        check_float("temperature", temperature)
         if estimator not in _ESTIMATORS:
             raise ValueError(f"Expected estimator in {_ESTIMATORS}, but got {estimator!r}.")
         self.init_p, self.temperature, self.estimator = float(init_p), float(temperature), estimator

@@ -9,6 +9,8 @@ leading draw dimensions (``sample_ndim`` of them: particles or posterior draws).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -17,7 +19,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import Distribution
 
-from .nn import cast_distribution
+from .nn import cast_distribution, check_float
 from .uncertainty import Prediction
 
 __all__ = [
@@ -42,6 +44,20 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
         raise ValueError(
             f"Expected finite values in {name}, but found {bad} NaN/inf entr"
             f"{'y' if bad == 1 else 'ies'}; remove or impute them before fitting."
+        )
+
+
+def _check_outputs(f: Any, sample_ndim: int) -> None:
+    if not torch.is_tensor(f):
+        raise TypeError(
+            f"Expected network outputs f as a torch.Tensor, but got {type(f).__name__}."
+        )
+    if not f.is_floating_point():
+        raise TypeError(f"Expected floating-point network outputs, but got dtype {f.dtype}.")
+    if f.dim() < sample_ndim + 1 or f.shape[sample_ndim] == 0:
+        raise ValueError(
+            f"Expected network outputs of shape sample_shape + (N, ...) with {sample_ndim} sample "
+            f"dim(s) and N >= 1, but got shape {tuple(f.shape)}."
         )
 
 
@@ -113,6 +129,7 @@ class Likelihood(PyroModule):
         :param sample_ndim: number of leading draw dimensions of ``f``.
         :return: the observed or sampled y.
         """
+        _check_outputs(f, sample_ndim)
         if y is not None:
             y = self.check_target(y, f, sample_ndim)
         d = self.predictive_dist(f, sample_ndim)
@@ -298,10 +315,9 @@ class HomoskedasticGaussian(_Gaussian):
             raise ValueError(
                 "Expected either a fixed scale or a precision_prior, but got both; pass one."
             )
-        if scale is not None and not float(scale) > 0:
-            raise ValueError(f"Expected scale > 0, but got {scale}.")
-        if not init_scale > 0:
-            raise ValueError(f"Expected init_scale > 0, but got {init_scale}.")
+        if scale is not None:
+            check_float("scale", scale)
+        check_float("init_scale", init_scale)
         if precision_prior is not None:
             if not isinstance(precision_prior, Distribution):
                 raise TypeError(
@@ -378,8 +394,7 @@ class HeteroskedasticGaussian(_Gaussian):
 
     def __init__(self, min_scale: float = 1e-6, dataset_size: int | None = None) -> None:
         super().__init__(dataset_size)
-        if not min_scale >= 0:
-            raise ValueError(f"Expected min_scale >= 0, but got {min_scale}.")
+        check_float("min_scale", min_scale, allow_zero=True)
         self.min_scale = float(min_scale)
 
     def config(self) -> dict | None:

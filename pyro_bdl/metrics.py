@@ -273,7 +273,7 @@ def ece(
         >>> round(ece(probs, y).ece, 6)
         0.2
     """
-    if not isinstance(n_bins, int) or n_bins < 1:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"Expected n_bins to be a positive integer, got {n_bins!r}.")
     if strategy not in ("uniform", "quantile"):
         raise ValueError(f"Expected strategy 'uniform' or 'quantile', got {strategy!r}.")
@@ -402,6 +402,8 @@ def gaussian_test_ll(
         )
     num_draws = draws.shape[0]
     if tau is not None:
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+            raise TypeError(f"Expected tau as a number (a precision), got {type(tau).__name__}.")
         tau_f = float(tau)
         if not math.isfinite(tau_f) or tau_f <= 0.0:
             raise ValueError(f"Expected tau > 0 (a precision), got {tau_f!r}.")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyro.distributions as dist
 import torch
+from pyro.distributions import constraints
 from torch import nn
 from torch.distributions import Distribution
 from torch.func import functional_call, vmap
@@ -31,6 +32,33 @@ __all__ = [
 #: Key of a sample site's ``infer`` dict under which the lifted parameter's current value is kept,
 #: so that guides can start at the network's weights (a pretrained net is a warm start).
 INIT_KEY = "pyro_bdl_init"
+
+
+def check_float(name: str, value: Any, *, positive: bool = True, allow_zero: bool = False) -> float:
+    """Validate a finite real setting (not a bool); return it as a float.
+
+    :raises TypeError: if ``value`` is not a real number.
+    :raises ValueError: if it is NaN/inf, or not > 0 (``>= 0`` with ``allow_zero``).
+
+    Example::
+
+        >>> check_float("init_scale", 0.1)
+        0.1
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected {name} to be a real number, but got {type(value).__name__}.")
+    value = float(value)
+    bound = ">= 0" if allow_zero else "> 0"
+    if not math.isfinite(value) or (positive and (value < 0 or (value == 0 and not allow_zero))):
+        raise ValueError(f"Expected a finite {name} {bound}, but got {value}.")
+    return value
+
+
+def is_real_support(support: Any) -> bool:
+    """Whether a distribution's support is the real line (possibly as independent dims)."""
+    while hasattr(support, "base_constraint"):
+        support = support.base_constraint
+    return support is constraints.real
 
 
 def named_random_parameters(

@@ -390,6 +390,11 @@ def as_prior(prior: PriorLike, include: Include | None = None) -> Prior:
             f"(name, param) -> dist, but got {type(prior).__name__}."
         )
     if include is not None:
+        if not callable(include):
+            raise TypeError(
+                f"Expected include to be a callable (name, param) -> bool, but got {include!r}; "
+                "e.g. include=lambda name, p: name.startswith('2.')."
+            )
         p = copy.copy(p)  # never change the caller's prior object
         base = p.include
         p.include = include if base is None else (lambda n, q: base(n, q) and include(n, q))

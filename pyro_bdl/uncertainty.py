@@ -36,6 +36,8 @@ def _check_tensor(name: str, x: object, *, floating: bool = True) -> Tensor:
             f"Expected {name} to be a torch.Tensor, got {type(x).__name__}. "
             f"Convert it with torch.as_tensor({name}, dtype=torch.float64)."
         )
+    if x.is_complex():
+        raise TypeError(f"Expected real-valued {name}, got dtype {x.dtype}.")
     if floating and not x.is_floating_point():
         raise TypeError(
             f"Expected {name} to be a floating-point tensor, got dtype {x.dtype}. "
@@ -66,6 +68,11 @@ def _check_ndim(name: str, x: Tensor, min_ndim: int, layout: str, exact: bool = 
     if x.shape[0] == 0:
         raise ValueError(
             f"Expected at least one posterior draw in {name}, got shape {tuple(x.shape)}."
+        )
+    if x.dim() >= 2 and x.shape[1] == 0:
+        raise ValueError(
+            f"Expected at least one data point in {name} (shape (S, N, ...) with N >= 1), got "
+            f"shape {tuple(x.shape)}."
         )
 
 
@@ -241,6 +248,10 @@ def _decompose(
     if scale is None:
         aleatoric = torch.zeros_like(loc[0])
     else:
+        if isinstance(scale, bool) or not isinstance(scale, (Tensor, int, float)):
+            raise TypeError(f"Expected scale as a tensor or a number, got {type(scale).__name__}.")
+        if isinstance(scale, Tensor):
+            _check_tensor("scale", scale)
         scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
         scale = _broadcast_scale(scale, loc)
         _check_finite("scale", scale)
@@ -481,6 +492,8 @@ class Prediction:
         )
         if not isinstance(y, Tensor):
             raise TypeError(f"Expected y to be a torch.Tensor, got {type(y).__name__}.")
+        if y.is_complex():
+            raise TypeError(f"Expected real-valued y, got dtype {y.dtype}.")
         if y.shape != event_shape:
             raise ValueError(
                 f"Expected y of shape {tuple(event_shape)} to match the prediction "
