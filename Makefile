@@ -17,7 +17,7 @@ $(STAMP):
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/pyro-bdl quickstart
+	$(BIN)/pyro-bdl demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

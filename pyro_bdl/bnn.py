@@ -498,6 +498,7 @@ class BNN(PyroModule):
         checkpoint_every: int | None = None,
         checkpoint_path: str | os.PathLike | None = None,
         resume_from: str | os.PathLike | None = None,
+        distributed: bool = False,
     ) -> FitResult:
         """Fit the guide (and the deterministic parameters) by SVI.
 
@@ -521,6 +522,8 @@ class BNN(PyroModule):
         :param checkpoint_path: where checkpoints go.
         :param resume_from: a checkpoint written by ``fit``; the run continues from its epoch
             and reproduces the uninterrupted run exactly (same data and arguments).
+        :param distributed: data-parallel SVI over an initialised ``torch.distributed`` group
+            (see :func:`pyro_bdl.distributed.fit_distributed`; ``batch_size`` is global).
         :return: a :class:`FitResult` with the per-datum ELBO, expected log-likelihood and KL.
         :raises DivergenceError: if the ELBO becomes NaN/inf; parameters keep their last good
             values.
@@ -530,6 +533,29 @@ class BNN(PyroModule):
             >>> result = bnn.fit(x, y, epochs=100, batch_size=128, lr=1e-2, progress=False)
             >>> result.elbo[-1], result.loglik[-1], result.kl[-1]  # nats per datum
         """
+        if distributed:
+            if checkpoint_every is not None or resume_from is not None:
+                raise ValueError(
+                    "Expected no checkpoint_every/resume_from with distributed=True: "
+                    "distributed fits are not checkpointed yet."
+                )
+            from .distributed import fit_distributed
+
+            return fit_distributed(
+                self,
+                x,
+                y,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                optim=optim,
+                num_particles=num_particles,
+                vectorize_particles=vectorize_particles,
+                shuffle=shuffle,
+                seed=seed,
+                progress=progress,
+                callback=callback,
+            )
         epochs = _positive_int("epochs", epochs)
         num_particles = _positive_int("num_particles", num_particles)
         if optim is None:
@@ -899,6 +925,7 @@ class BNN(PyroModule):
         *,
         chunk_size: int | None = None,
         seed: int | None = None,
+        distributed: bool = False,
     ) -> Prediction:
         """Posterior predictive: ``num_samples`` weight draws from the guide, batched in chunks.
 
@@ -906,6 +933,8 @@ class BNN(PyroModule):
         :param num_samples: number of posterior draws S.
         :param chunk_size: draws per batched forward (default: sized to about 64 MB).
         :param seed: if given, predictions are reproducible without touching the global RNG.
+        :param distributed: split the forward work over an initialised ``torch.distributed``
+            group and gather the draws on every rank (the same draws as one process).
         :return: a :class:`~pyro_bdl.uncertainty.Prediction` with ``samples`` of shape
             ``(S, N, ...)``.
 
@@ -914,6 +943,10 @@ class BNN(PyroModule):
             >>> pred = bnn.predict(x_test, num_samples=200)
             >>> pred.mean.shape, pred.decompose().epistemic.shape
         """
+        if distributed:
+            from .distributed import predict_distributed
+
+            return predict_distributed(self, x, num_samples, seed=seed, chunk_size=chunk_size)
         x = self._check_inputs(x)
         num_samples = _positive_int("num_samples", num_samples)
         if chunk_size is not None:
