@@ -14,6 +14,7 @@ predict with uncertainty::
 
 __version__ = "0.1.0"
 
+from . import distill
 from .bnn import BNN, DivergenceError, FitResult
 from .guides import AutoMeanFieldNormal, MeanFieldNormal
 from .infer import ELBOTerms, elbo_terms
@@ -29,6 +30,7 @@ from .uncertainty import Prediction, decompose
 
 __all__ = [
     "BNN",
+    "distill",
     "AutoMeanFieldNormal",
     "Bernoulli",
     "Categorical",

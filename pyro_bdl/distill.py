@@ -41,13 +41,14 @@ import torch
 import torch.nn.functional as F
 from pyro import poutine
 from pyro.distributions import TorchDistribution, constraints
+from pyro.poutine.messenger import Messenger
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 from torch.distributions.utils import broadcast_all
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from .bnn import BNN
-from .likelihoods import Likelihood
+from .likelihoods import OBS, Likelihood
 from .uncertainty import Prediction
 
 __all__ = [
@@ -110,6 +111,11 @@ def _check_soft_targets(name: str, p: Tensor) -> None:
     """Raise ``ValueError`` unless every row of ``p`` (last dim) is a probability vector."""
     if p.numel() == 0:
         return
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError(
+            f"Expected finite {name} (probability vectors over the classes), but found "
+            f"{int((~torch.isfinite(p)).sum())} NaN/inf entries."
+        )
     low = float(p.min())
     if low < 0:
         raise ValueError(
@@ -167,6 +173,28 @@ class _SoftAndHardTargets(constraints.Constraint):
         return ok_soft & ok_hard
 
 
+class _FinitePositive(constraints.Constraint):
+    """Finite and > 0 (``constraints.positive`` lets ``inf`` through)."""
+
+    def check(self, value: Tensor) -> Tensor:
+        return (value > 0) & torch.isfinite(value)
+
+    def __repr__(self) -> str:
+        return "FinitePositive()"
+
+
+class _Logits(constraints.Constraint):
+    """Real vectors whose entries are not NaN or ``+inf`` (``-inf`` masks a class out)."""
+
+    event_dim = 1
+
+    def check(self, value: Tensor) -> Tensor:
+        return ((value == value) & (value != math.inf)).all(-1)
+
+    def __repr__(self) -> str:
+        return "Logits(no NaN or +inf)"
+
+
 class _MeanAndVariance(constraints.Constraint):
     """Gaussian moments ``(..., 2)``: a real mean and a variance >= 0."""
 
@@ -187,8 +215,18 @@ def _broadcast_logits(logits: Any, temperature: Any) -> tuple[Tensor, Tensor]:
             "Expected logits to be a tensor of shape batch_shape + (C,), but got "
             f"{type(logits).__name__} of shape {tuple(getattr(logits, 'shape', ()))}."
         )
+    if logits.is_complex():
+        raise TypeError(f"Expected real logits, but got dtype {logits.dtype}.")
     if not logits.is_floating_point():
         logits = logits.to(torch.get_default_dtype())
+    if torch.is_tensor(temperature):
+        if temperature.is_complex():
+            raise TypeError(f"Expected a real temperature, but got dtype {temperature.dtype}.")
+    elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(
+            "Expected temperature to be a positive float or a tensor, but got "
+            f"{type(temperature).__name__}."
+        )
     temperature = torch.as_tensor(temperature).to(logits)
     try:
         batch_shape = torch.broadcast_shapes(logits.shape[:-1], temperature.shape)
@@ -198,6 +236,17 @@ def _broadcast_logits(logits: Any, temperature: Any) -> tuple[Tensor, Tensor]:
             f"{tuple(logits.shape[:-1])}, but got shape {tuple(temperature.shape)}."
         ) from error
     return logits.expand(batch_shape + logits.shape[-1:]), temperature.expand(batch_shape)
+
+
+def _as_value(value: Any, like: Tensor) -> Tensor:
+    """An observation as a floating tensor of ``like``'s dtype (one-hot integers are fine)."""
+    if not torch.is_tensor(value):
+        raise TypeError(
+            f"Expected the observed value to be a torch.Tensor, but got {type(value).__name__}."
+        )
+    if value.is_complex():
+        raise TypeError(f"Expected a real observed value, but got dtype {value.dtype}.")
+    return value if value.is_floating_point() else value.to(like.dtype)
 
 
 def _tempered_log_softmax(logits: Tensor, temperature: Tensor) -> Tensor:
@@ -244,7 +293,7 @@ class TemperedCategorical(TorchDistribution):
         tensor([-1.0986, -1.0986, -1.0986, -1.0986])
     """
 
-    arg_constraints = {"logits": constraints.real_vector, "temperature": constraints.positive}
+    arg_constraints = {"logits": _Logits(), "temperature": _FinitePositive()}
     support = constraints.simplex
 
     def __init__(
@@ -265,6 +314,7 @@ class TemperedCategorical(TorchDistribution):
         return new
 
     def log_prob(self, value: Tensor) -> Tensor:
+        value = _as_value(value, self.logits)
         if self._validate_args:
             _check_soft_targets("the observed probability vectors", value)
             self._validate_sample(value)
@@ -320,7 +370,7 @@ class DistillationCategorical(TorchDistribution):
         (torch.Size([5]), torch.Size([2, 3]))
     """
 
-    arg_constraints = {"logits": constraints.real_vector, "temperature": constraints.positive}
+    arg_constraints = {"logits": _Logits(), "temperature": _FinitePositive()}
     support = _SoftAndHardTargets()
 
     def __init__(
@@ -351,6 +401,7 @@ class DistillationCategorical(TorchDistribution):
         return new
 
     def log_prob(self, value: Tensor) -> Tensor:
+        value = _as_value(value, self.logits)
         if self._validate_args:
             _check_soft_targets("the soft targets value[..., 0, :]", value[..., 0, :])
             _check_hard_targets("the hard labels value[..., 1, :]", value[..., 1, :])
@@ -429,6 +480,7 @@ class ExpectedNormal(TorchDistribution):
         return new
 
     def log_prob(self, value: Tensor) -> Tensor:
+        value = _as_value(value, self.loc)
         if self._validate_args:
             _check_moments("value", value)
             self._validate_sample(value)
@@ -457,7 +509,11 @@ class ExpectedNormal(TorchDistribution):
 
 
 def stack_targets(soft: Tensor, labels: Tensor) -> Tensor:
-    """Stack soft targets with hard labels into the ``(N, 2, C)`` targets of :class:`Distillation`.
+    r"""Stack soft targets with hard labels into the ``(N, 2, C)`` targets of :class:`Distillation`.
+
+    .. math::
+
+        y_{n, 0, j} = p_{nj}, \qquad y_{n, 1, j} = \mathbb 1[\text{label}_n = j]
 
     :param soft: teacher probabilities ``(N, C)`` (e.g. from :func:`teacher_targets`).
     :param labels: integer labels ``(N,)`` in ``[0, C)``; ``-1`` marks an unlabelled point (its
@@ -727,6 +783,11 @@ def _check_inputs(x: Any) -> Tensor:
         raise TypeError(f"Expected x to be a torch.Tensor, but got {type(x).__name__}.")
     if x.dim() == 0 or x.shape[0] == 0:
         raise ValueError(f"Expected x of shape (N, ...) with N >= 1, but got {tuple(x.shape)}.")
+    if (x.is_floating_point() or x.is_complex()) and not bool(torch.isfinite(x).all()):
+        raise ValueError(
+            f"Expected finite inputs x, but found {int((~torch.isfinite(x)).sum())} NaN/inf "
+            "entries; remove or impute them first."
+        )
     return x
 
 
@@ -756,6 +817,12 @@ def _module_logits(net: nn.Module, x: Tensor, batch_size: int | None) -> Tensor:
     net.eval()
     try:
         logits = torch.cat([net(xb) for xb in _row_batches(x, batch_size)])
+    except (RuntimeError, TypeError, IndexError) as error:
+        raise ValueError(
+            f"Expected inputs the teacher {type(net).__name__} accepts, but it failed on x of "
+            f"shape {tuple(x.shape)} and dtype {x.dtype} (its error is chained above). Check the "
+            "number of features, the rank and the dtype the teacher expects."
+        ) from error
     finally:
         net.train(was_training)
     if not torch.is_tensor(logits) or logits.dim() != 2 or len(logits) != len(x):
@@ -766,65 +833,55 @@ def _module_logits(net: nn.Module, x: Tensor, batch_size: int | None) -> Tensor:
     return logits
 
 
-def _guide_draws(bnn: BNN, x: Tensor, num: int) -> dict[str, Tensor]:
-    """``num`` joint draws from the guide: ``{param name: (num, *param.shape)}``."""
-    with pyro.plate(TEACHER_DRAWS_PLATE, num, dim=-2):
-        trace = poutine.trace(bnn.guide).get_trace(x, None)
-    shapes = {n: p.shape for n, p in bnn.net.named_parameters()}
-    draws = {}
-    for name in bnn.random_names:
-        site = bnn.site_name(name)
-        if site not in trace.nodes:
-            raise ValueError(
-                f"Expected the teacher's guide to sample every weight site, but it has no site "
-                f"{site!r}; use a guide that covers all weights (e.g. MeanFieldNormal())."
-            )
-        value, shape = trace.nodes[site]["value"], shapes[name]
-        batch = value.shape[: value.dim() - len(shape)].numel()
-        if batch == 1:
-            value = value.reshape(shape).expand((num,) + shape)
-        elif batch == num:
-            value = value.reshape((num,) + shape)
-        else:
-            raise ValueError(
-                f"Expected {num} draws of weight site {site!r}, but the guide returned shape "
-                f"{tuple(value.shape)}."
-            )
-        draws[name] = value
-    return draws
+class _ObservationUnsampled(Messenger):
+    """Give the ``"obs"`` site a placeholder value: only its distribution is needed."""
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["name"] == OBS and msg["value"] is None:
+            fn = msg["fn"]
+            msg["value"] = torch.zeros(fn.batch_shape + fn.event_shape)
+
+
+def _logits(bnn: BNN, fn: Distribution) -> Tensor:
+    """Logits of the observation distribution (up to a per-row shift, which softmax ignores)."""
+    logits = getattr(fn, "logits", None)  # Categorical (normalised) and DistillationCategorical
+    return bnn.likelihood.prediction(fn).samples.log() if logits is None else logits
 
 
 def _bnn_probs(
     bnn: BNN, x: Tensor, temperature: float, num_samples: int, batch_size: int | None
 ) -> Tensor:
+    """Posterior predictive at temperature T, with the weights drawn as ``BNN.predict`` does.
+
+    Each chunk of draws comes from one guide trace, replayed through the model for every batch of
+    rows, so all rows share the same draws whatever ``batch_size`` is.
+    """
     if bnn.likelihood.kind != "categorical":
         raise ValueError(
             "Expected a classification teacher (a BNN with a Categorical or Distillation "
             f"likelihood), but got likelihood {bnn.likelihood!r}; for a Gaussian teacher use "
             "gaussian_teacher_targets."
         )
-    if getattr(bnn.guide, "prototype_trace", True) is None:  # build a lazy guide outside plates
-        with torch.random.fork_rng(devices=[]), poutine.block():
-            bnn.guide(x[:1], None)
+    bnn.check_data(x)  # dtype, and that the network accepts x (a cheap side-effect-free probe)
+    bnn.ensure_guide(x)  # a lazy autoguide must be built outside the draws plate
     num_weights = sum(p.numel() for n, p in bnn.net.named_parameters() if n in bnn.random_names)
     chunk = max(1, min(num_samples, _DRAW_CHUNK_ELEMENTS // max(1, num_weights)))
-    total: Tensor | None = None
+    batches = _row_batches(x, batch_size)
+    totals = [torch.zeros(()) for _ in batches]
     for start in range(0, num_samples, chunk):
-        draws = _guide_draws(bnn, x, min(chunk, num_samples - start))
-        part = torch.cat(
-            [
-                torch.softmax(bnn.network_output(draws, xb) / temperature, dim=-1).sum(0)
-                for xb in _row_batches(x, batch_size)
-            ]
-        )
-        total = part if total is None else total + part
-    assert total is not None
-    if total.dim() != 2:
-        raise ValueError(
-            f"Expected the BNN teacher's network to return logits of shape (N, C), but got "
-            f"per-draw shape {tuple(total.shape)}."
-        )
-    return total / num_samples
+        num = min(chunk, num_samples - start)
+        with (
+            bnn.estimator(),
+            pyro.plate(TEACHER_DRAWS_PLATE, num, dim=-2),
+            _ObservationUnsampled(),
+        ):
+            guide_trace = poutine.trace(bnn.guide).get_trace(batches[0], None)
+            for i, xb in enumerate(batches):
+                model = poutine.replay(bnn.model, trace=guide_trace)
+                fn = poutine.trace(model).get_trace(xb, None).nodes[OBS]["fn"]
+                logits = _logits(bnn, fn).expand((num, len(xb), -1))
+                totals[i] = totals[i] + torch.softmax(logits / temperature, dim=-1).sum(0)
+    return torch.cat([t / num_samples for t in totals])
 
 
 @torch.no_grad()
@@ -1008,8 +1065,9 @@ class TeacherTargets(Dataset):
         return len(self.x)
 
     def __getitem__(self, index: int | Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
-        single = isinstance(index, int)
-        idx = [index] if single else index
+        idx = torch.as_tensor(index, dtype=torch.long)
+        single = idx.dim() == 0
+        idx = idx.reshape(-1)
         xb = self.x[idx]
         y = teacher_targets(self.teacher, xb, self.temperature, num_samples=self.num_samples)
         if self.labels is not None:
@@ -1024,6 +1082,12 @@ class TeacherTargets(Dataset):
         :param batch_size: minibatch size.
         :param shuffle: reshuffle every epoch.
         :param seed: seeds the shuffling.
+        :return: a ``DataLoader`` over this data set (``len(loader.dataset) == N``).
+
+        Example::
+
+            >>> loader = TeacherTargets(teacher_net, x, 2.0).loader(batch_size=64, seed=0)
+            >>> xb, yb = next(iter(loader))  # (64, ...), (64, C)
         """
         batch_size = _positive_int("batch_size", batch_size)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
