@@ -367,9 +367,8 @@ class BNN(PyroModule):
 
         :raises ValueError: if the network cannot process ``x`` (wrong feature shape or dtype).
         """
-        buffers = [(b, b.clone()) for b in self._net.buffers()]
         try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
+            with self._side_effect_free(), torch.no_grad():
                 out = self._net(x[:2])
         except (RuntimeError, TypeError, ValueError, IndexError) as e:
             raise ValueError(
@@ -377,10 +376,6 @@ class BNN(PyroModule):
                 f"{tuple(x.shape)} and dtype {x.dtype} (its error is chained above). Check the "
                 "number of features, the rank and the dtype the network expects."
             ) from e
-        finally:
-            with torch.no_grad():
-                for b, saved in buffers:
-                    b.copy_(saved)
         if not torch.is_tensor(out):
             raise TypeError(
                 f"Expected the network to return one tensor, but it returned {type(out).__name__}."
@@ -437,12 +432,18 @@ class BNN(PyroModule):
         """
         if getattr(self.guide, "prototype_trace", True) is not None:
             return
+        with self._side_effect_free(), poutine.block():
+            # autoguides treat unobserved sites as latent: build them with an observed y
+            y = poutine.trace(self.model).get_trace(x[:2]).nodes[OBS]["value"]
+            self.guide(x[:2], y)
+
+    @contextlib.contextmanager
+    def _side_effect_free(self) -> Iterator[None]:
+        """Run a probe without consuming random numbers or changing the network's buffers."""
         buffers = [(b, b.clone()) for b in self._net.buffers()]
         try:
-            with torch.random.fork_rng(devices=[]), poutine.block():
-                # autoguides treat unobserved sites as latent: build them with an observed y
-                y = poutine.trace(self.model).get_trace(x[:2]).nodes[OBS]["value"]
-                self.guide(x[:2], y)
+            with torch.random.fork_rng(devices=[]):
+                yield
         finally:
             with torch.no_grad():
                 for b, saved in buffers:
@@ -640,18 +641,12 @@ class BNN(PyroModule):
         self._fast_params = None
         if not self._fast_path_possible():
             return
-        buffers = [(b, b.clone()) for b in self._net.buffers()]
-        try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
-                with poutine.trace(param_only=True) as capture:
-                    elbo_terms(self.model, self.guide, x, y, dataset_size=size)
-                if self._fast_elbo_terms(x, y, size, 1) is None:
-                    self._fast_ok = False  # this guide/likelihood pair needs the traced path
-                    return
-        finally:
-            with torch.no_grad():
-                for b, saved in buffers:
-                    b.copy_(saved)
+        with self._side_effect_free(), torch.no_grad():
+            with poutine.trace(param_only=True) as capture:
+                elbo_terms(self.model, self.guide, x, y, dataset_size=size)
+            if self._fast_elbo_terms(x, y, size, 1) is None:
+                self._fast_ok = False  # this guide/likelihood pair needs the traced path
+                return
         self._fast_params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
 
     def _fast_elbo_terms(
