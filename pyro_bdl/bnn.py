@@ -29,10 +29,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
+from ._fast import fused_optimizer, gradients_finite
 from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from .guides import GuideLike, build_guide, guide_config, guide_from_config
 from .infer import ELBOTerms, elbo_terms
-from .likelihoods import OBS, Likelihood, likelihood_from_config
+from .likelihoods import OBS, Likelihood, _check_outputs, likelihood_from_config
 from .nn import INIT_KEY, BatchedForward, broadcast_shapes, is_real_support, sample_shape_of
 from .priors import PriorLike, as_prior, prior_from_config
 from .uncertainty import Prediction
@@ -49,6 +50,7 @@ _FIT_STATE_KEYS = ("optim/", "rng.")
 
 #: Memory a default prediction chunk may use, in bytes.
 _CHUNK_BYTES = 64 * 2**20
+_CHAIN_CHUNK_BYTES = 4 * 2**20
 
 
 def _concatenate(parts: list[Prediction]) -> Prediction:
@@ -279,8 +281,10 @@ class BNN(PyroModule):
         self._forward = BatchedForward(net, vectorize)
         self.guide_spec = guide
         self.guide = build_guide(guide, self.model)
-        #: parameters of the last traced step, once a trace-free step is known to be exact
-        self._fast_params: set[torch.Tensor] | None = None
+        #: parameters of a step (sorted by param-store name) when steps are trace-free
+        self._fast_params: list[torch.Tensor] | None = None
+        #: the guide's trace-free sampler (see ``_prepare_fast_path``)
+        self._fast: Any = None
         self._fast_ok: bool | None = None
         self._prior_cache: tuple[Any, dict[str, Any]] | None = None
         #: the :class:`FitResult` of the last :meth:`fit` (``None`` before fitting)
@@ -595,12 +599,20 @@ class BNN(PyroModule):
             probe = (x[:2], y[:2])
         self._input_shape = tuple(probe[0].shape[1:])  # the data are valid from here on
         self._prepare_fast_path(*probe, size)
+        fused = self._fused_optimizer(optim, num_particles, vectorize_particles)
         start = time.perf_counter()
         bar = tqdm(range(first, epochs), disable=not progress, desc="fit", unit="epoch")
         for epoch in bar:
             step_terms = [
                 self._step(
-                    xb, yb, size, optim, num_particles, vectorize_particles, result.num_steps + i
+                    xb,
+                    yb,
+                    size,
+                    optim,
+                    num_particles,
+                    vectorize_particles,
+                    result.num_steps + i,
+                    fused,
                 )
                 for i, (xb, yb) in enumerate(batches())
             ]
@@ -622,51 +634,50 @@ class BNN(PyroModule):
         return result
 
     # ------------------------------------------------------------------ the trace-free step
-    def _fast_path_possible(self) -> bool:
-        """A step may skip Pyro's tracing when nothing in it needs Pyro's effect handlers."""
-        return (
-            self._fast_ok is not False
-            and hasattr(self.guide, "sample_with_kl")
-            and getattr(self.guide, "estimator_context", None) is None
-        )
-
     def _prepare_fast_path(self, x: torch.Tensor, y: torch.Tensor, size: int) -> None:
         """Decide once per ``fit`` whether steps can skip tracing, without touching the RNG.
 
-        A traced pass on one data point registers every parameter with Pyro's param store (so
-        ``pyro.optim`` can name them) and collects them; the trace-free estimate is then tried
-        once. The decision does not depend on earlier steps, so a resumed fit takes the same
-        path as an uninterrupted one.
+        A traced pass on two data points registers every parameter with Pyro's param store (so
+        ``pyro.optim`` can name them) and collects them; the guide is then asked for a
+        trace-free sampler (``trace_free_sampler``: draws and closed-form KL computed without
+        Pyro, from the same random calls), and the trace-free estimate is tried once. The
+        decision does not depend on earlier steps, so a resumed fit takes the same path as an
+        uninterrupted one.
         """
         self._fast_params = None
-        if not self._fast_path_possible():
+        self._fast = None
+        make = getattr(self.guide, "trace_free_sampler", None)
+        if self._fast_ok is False or make is None:
             return
         with self._side_effect_free(), torch.no_grad():
-            with poutine.trace(param_only=True) as capture:
+            with self.estimator(), poutine.trace(param_only=True) as capture:
                 elbo_terms(self.model, self.guide, x, y, dataset_size=size)
-            if self._fast_elbo_terms(x, y, size, 1) is None:
-                self._fast_ok = False  # this guide/likelihood pair needs the traced path
+            params = dict(self._net.named_parameters())
+            priors = {self.site_name(n): d for n, d in self._prior_dists(params).items()}
+            sampler = make(priors, self)
+            traced = [
+                capture.trace.nodes[name]["value"].unconstrained()
+                for name in sorted(capture.trace.nodes)
+            ]
+            if sampler is None or not set(sampler.params) <= set(traced):
+                self._fast_ok = False  # this guide/prior/likelihood needs the traced path
                 return
-        self._fast_params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+            self._fast = sampler
+            self._fast_elbo_terms(x, y, size, 1)
+        self._fast_params = traced
 
     def _fast_elbo_terms(
         self, x: torch.Tensor, y: torch.Tensor, size: int, num_particles: int
-    ) -> ELBOTerms | None:
+    ) -> ELBOTerms:
         """The ELBO estimate of :func:`elbo_terms` for this model/guide pair, without tracing.
 
         Same random draws, same closed-form KL, same scaling; checked against the traced path
-        in the tests. Returns ``None`` (use the traced path) when the guide cannot do it.
+        in the tests.
         """
-        params = dict(self._net.named_parameters())
-        priors = {self.site_name(n): d for n, d in self._prior_dists(params).items()}
-        shape = (num_particles, 1) if num_particles > 1 else ()
-        out = self.guide.sample_with_kl(priors, shape)
-        if out is None or len(out[0]) != len(priors):
-            return None
-        draws, kl = out
-        weights = {n: draws[self.site_name(n)] for n in self.random_names}
         sample_shape = (num_particles,) if num_particles > 1 else ()
-        f = self._forward(weights, x, sample_shape=sample_shape)
+        draws, kl = self._fast(sample_shape)
+        weights = {n: draws[self.site_name(n)] for n in self.random_names}
+        f = self._forward(weights, x, sample_shape=sample_shape, input_fns=self._fast.input_fns)
         ndim = len(sample_shape)
         y = self.likelihood.check_target(y, f, ndim)
         lp = self.likelihood.predictive_dist(f, ndim).log_prob(y)
@@ -849,9 +860,7 @@ class BNN(PyroModule):
     ) -> tuple[ELBOTerms, set[torch.Tensor]]:
         """One ELBO estimate (trace-free when possible) and the parameters it depends on."""
         if self._fast_params is not None and (vectorize_particles or num_particles == 1):
-            terms = self._fast_elbo_terms(x, y, size, num_particles)
-            if terms is not None:
-                return terms, self._fast_params
+            return self._fast_elbo_terms(x, y, size, num_particles), set(self._fast_params)
         with self.estimator(), poutine.trace(param_only=True) as capture:
             terms = elbo_terms(
                 self.model,
@@ -864,6 +873,15 @@ class BNN(PyroModule):
             )
         return terms, {site["value"].unconstrained() for site in capture.trace.nodes.values()}
 
+    def _fused_optimizer(
+        self, optim: pyro.optim.PyroOptim, num_particles: int, vectorize_particles: bool
+    ) -> torch.optim.Optimizer | None:
+        """One torch optimiser over every parameter of a trace-free step (sharing ``optim``'s
+        state), when the steps are trace-free and ``optim`` is elementwise; else ``None``."""
+        if self._fast_params is None or not (vectorize_particles or num_particles == 1):
+            return None
+        return fused_optimizer(optim, self._fast_params)
+
     def _step(
         self,
         x: torch.Tensor,
@@ -873,6 +891,7 @@ class BNN(PyroModule):
         num_particles: int,
         vectorize_particles: bool,
         step: int,
+        fused: torch.optim.Optimizer | None = None,
     ) -> tuple[float, float]:
         hint = (
             "Lower the learning rate, use a smaller init_scale for the guide, or standardise "
@@ -895,20 +914,33 @@ class BNN(PyroModule):
                     f"Parameters keep their last good values. {hint}"
                 )
         terms.loss.backward()
-        bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
-        if bad:
-            zero_grads(params)
+        ordered = list(params)
+        if not gradients_finite(ordered):
+            bad = [p for p in ordered if p.grad is not None and not torch.isfinite(p.grad).all()]
+            for p in ordered:
+                p.grad = None
+            what = f"NaN/inf entries for {len(bad)} parameter tensor(s)" if bad else "an inf norm"
             raise DivergenceError(
-                f"The ELBO's gradient has NaN/inf entries for {len(bad)} parameter tensor(s) "
-                f"(step {step}). Parameters keep their last good values. {hint}"
+                f"The ELBO's gradient has {what} (step {step}). Parameters keep their last good "
+                f"values. {hint}"
             )
-        optim(params)
-        zero_grads(params)
+        if fused is not None:
+            fused.step()
+            fused.zero_grad(set_to_none=True)
+        else:
+            optim(params)
+            zero_grads(params)
         return loglik, kl
 
     # ------------------------------------------------------------------ prediction
     def _default_chunk(self, n: int, dtype: torch.dtype) -> int:
+        """Draws per batched forward: about 64 MB of work for ``vmap``; for a Linear chain,
+        whose activations are known, about 4 MB of them (cache-sized chunks are fastest)."""
         weights = sum(math.prod(self._shapes[k]) for k in self.random_names)
+        width = self._forward.activation_width()
+        if width is not None:
+            per_draw = torch.finfo(dtype).bits // 8 * (n * width)
+            return max(1, _CHAIN_CHUNK_BYTES // per_draw)
         per_draw = torch.finfo(dtype).bits // 8 * (4 * weights + 1024 * n)
         return max(1, _CHUNK_BYTES // per_draw)
 
@@ -1026,10 +1058,30 @@ class BNN(PyroModule):
             parts.append(self.likelihood.prediction(trace.nodes[OBS]["fn"]))
         return _concatenate(parts)
 
+    def _predict_sampler(self) -> Any:
+        """The guide's trace-free sampler for prediction (``None``: use the traced path)."""
+        make = getattr(self.guide, "trace_free_sampler", None)
+        return None if make is None else make(None, self)
+
     def _predict(self, x: torch.Tensor, num_samples: int, chunk_size: int | None) -> Prediction:
         dtype = next(self._net.parameters()).dtype
         chunk = chunk_size or self._default_chunk(len(x), dtype)
         parts = []
+        sampler = self._predict_sampler()
+        if sampler is not None:
+            # the traced path below without Pyro: the same draws, the same forward, the chunks'
+            # outputs gathered in one tensor
+            f_all = None
+            for start in range(0, num_samples, chunk):
+                c = min(chunk, num_samples - start)
+                draws, _ = sampler((c,), with_kl=False)
+                weights = {n: draws[self.site_name(n)] for n in self.random_names}
+                f = self._forward(weights, x, sample_shape=(c,), input_fns=sampler.input_fns)
+                if f_all is None:
+                    _check_outputs(f, 1)
+                    f_all = f.new_empty((num_samples,) + f.shape[1:])
+                f_all[start : start + c] = f
+            return self.likelihood.prediction(self.likelihood.predictive_dist(f_all, 1))
         with self.estimator():
             for start in range(0, num_samples, chunk):
                 c = min(chunk, num_samples - start)

@@ -58,6 +58,7 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._fast import fused_optimizer
 from .bnn import (
     BNN,
     DRAWS_PLATE,
@@ -321,6 +322,7 @@ class _Run:
     vectorize_particles: bool
     tensors: list[torch.Tensor]  # every trainable parameter, sorted by name
     known: set[torch.Tensor]
+    fused: torch.optim.Optimizer | None = None  # BNN.fit's fused optimiser, when it uses one
 
 
 def _local_loss(
@@ -491,6 +493,8 @@ def fit_distributed(
         tensors,
         set(tensors),
     )
+    if bnn._fast_params is not None and (vectorize_particles or num_particles == 1):
+        run.fused = fused_optimizer(run.optim, tensors)  # the same update as BNN.fit
 
     start = time.perf_counter()
     bar = tqdm(range(epochs), disable=not progress or comm.rank != 0, desc="fit", unit="epoch")
@@ -605,8 +609,12 @@ def _step(comm: _Group, run: _Run, idx: torch.Tensor, step: int, epoch: int) -> 
             f"The ELBO's gradient has NaN/inf entries (step {step}). Parameters keep their last "
             f"good values. {_HINT}"
         )
-    run.optim(tensors)
-    zero_grads(tensors)
+    if run.fused is not None:
+        run.fused.step()
+        run.fused.zero_grad(set_to_none=True)
+    else:
+        run.optim(tensors)
+        zero_grads(tensors)
     return total_loglik, total_kl
 
 

@@ -179,6 +179,32 @@ class AutoMeanFieldNormal(_FactorisedGuide):
             draws[name] = q.rsample(sample_shape) if sample_shape else q.rsample()
         return draws, kl
 
+    def trace_free_sampler(self, priors: Mapping[str, Any] | None, bnn: Any = None) -> Any:
+        """A sampler that draws every site and the closed-form KL without Pyro, or ``None``.
+
+        It draws exactly what :meth:`forward` draws (same random stream, also under a particle
+        plate) and returns the KL summed over sites, so ``BNN.fit`` can compute the ELBO estimate
+        of :func:`~pyro_bdl.infer.elbo_terms` without tracing. ``None`` when a site has
+        constrained support or a prior that is not Gaussian (the traced step is used then).
+
+        :param priors: ``{site name: prior distribution}`` (event shape = the site's shape), or
+            ``None`` for a sampler that only draws (``with_kl=False``), as prediction needs.
+        :param bnn: unused (the dropout guide needs it).
+        """
+        if self.prototype_trace is None or any(t is not None for t in self._transforms.values()):
+            return None
+        if priors is None:  # draws only (prediction)
+            return _MeanFieldSampler(self, {name: None for name in self._transforms})
+        if set(priors) != set(self._transforms):
+            return None
+        parts = {}
+        for name in self._transforms:
+            part = _normal_prior_parts(priors[name], deep_getattr(self.locs, name).shape)
+            if part is None:
+                return None
+            parts[name] = part
+        return _MeanFieldSampler(self, parts)
+
     @torch.no_grad()
     def median(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Posterior medians (the means, mapped to each site's support)."""
@@ -200,6 +226,103 @@ class AutoMeanFieldNormal(_FactorisedGuide):
             name: (deep_getattr(self.locs, name).detach(), deep_getattr(self.scales, name).detach())
             for name, _ in self.prototype_trace.iter_stochastic_nodes()
         }
+
+
+def _normal_prior_parts(prior: Any, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(loc, scale)`` of a Gaussian prior over a whole weight tensor, else ``None``.
+
+    Accepts ``Normal`` with ``batch_shape == shape`` or ``Independent(Normal)`` with
+    ``event_shape == shape`` (what priors give a site); the tensors may be expanded views.
+    """
+    base, ndims = prior, 0
+    if isinstance(prior, torch.distributions.Independent):
+        base, ndims = prior.base_dist, prior.reinterpreted_batch_ndims
+    if type(base) not in (torch.distributions.Normal, dist.Normal):
+        return None
+    if tuple(prior.batch_shape) + tuple(prior.event_shape) != tuple(shape) or ndims != len(shape):
+        return None
+    return base.loc.expand(shape), base.scale.expand(shape)
+
+
+def _uniform(t: torch.Tensor) -> float | None:
+    """The single value of a tensor whose entries are all equal (``None`` otherwise)."""
+    first = t.reshape(-1)[:1]
+    return float(first) if bool((t == first).all()) else None
+
+
+class _MeanFieldSampler:
+    r"""Trace-free draws and closed-form KL of an :class:`AutoMeanFieldNormal` (see ``__call__``).
+
+    All sites are handled as one flat vector: the draws consume the random stream site by site,
+    exactly as the guide's ``Normal.rsample`` calls do, and the KL to a Gaussian prior
+    :math:`\sum \log s_0 - \log s + (s^2 + (m - m_0)^2) / (2 s_0^2) - 1/2` is one reduction.
+    """
+
+    def __init__(self, guide: AutoMeanFieldNormal, parts: dict[str, tuple]) -> None:
+        self.names = list(parts)
+        locs = [deep_getattr(guide.locs, n) for n in self.names]
+        scales = [deep_getattr(guide.scales, n) for n in self.names]
+        self.locs = [t.unconstrained() for t in locs]
+        self.rhos = [t.unconstrained() for t in scales]
+        self.params = self.locs + self.rhos
+        self.shapes = [t.shape for t in self.locs]
+        self.sizes = [t.numel() for t in self.locs]
+        self.transform = biject_to(constraints.softplus_positive)
+        self.has_kl = all(part is not None for part in parts.values())
+        if not self.has_kl:
+            return
+        prior_loc = torch.cat([parts[n][0].reshape(-1) for n in self.names])
+        prior_scale = torch.cat([parts[n][1].reshape(-1) for n in self.names]).detach()
+        self.prior_loc = None if bool((prior_loc == 0).all()) else prior_loc.detach()
+        uniform = _uniform(prior_scale)
+        self.inv_two_var: float | torch.Tensor = (
+            float(0.5 / prior_scale[0] ** 2) if uniform is not None else 0.5 / prior_scale**2
+        )
+        self.const = float(prior_scale.log().sum()) - 0.5 * prior_scale.numel()
+
+    def _flat(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return (
+            tensors[0].reshape(-1)
+            if len(tensors) == 1
+            else torch.cat([t.reshape(-1) for t in tensors])
+        )
+
+    def __call__(
+        self, sample_shape: tuple[int, ...] = (), with_kl: bool = True
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """``({site: draw of shape sample_shape + site shape}, KL or None)``."""
+        loc = self._flat(self.locs)
+        scale = self.transform(self._flat(self.rhos))
+        like = self.locs[0]
+        eps = torch.cat(
+            [
+                torch.empty(tuple(sample_shape) + tuple(s), dtype=like.dtype, device=like.device)
+                .normal_()
+                .reshape(tuple(sample_shape) + (-1,))
+                for s in self.shapes
+            ],
+            dim=-1,
+        )
+        w = loc + eps * scale
+        draws = {
+            n: part.reshape(tuple(sample_shape) + tuple(s))
+            for n, part, s in zip(self.names, w.split(self.sizes, dim=-1), self.shapes, strict=True)
+        }
+        if not with_kl:
+            return draws, None
+        if not self.has_kl:
+            raise RuntimeError("This sampler was built without priors: it has no KL.")
+        centred = loc if self.prior_loc is None else loc - self.prior_loc
+        quad = scale.square() + centred.square()
+        quad = (
+            quad.sum() * self.inv_two_var
+            if isinstance(self.inv_two_var, float)
+            else (quad * self.inv_two_var).sum()
+        )
+        return draws, quad - scale.log().sum() + self.const
+
+    #: no per-example noise
+    input_fns = None
 
 
 _INIT_LOCS = {"net": init_to_net, "median": init_to_median, "sample": init_to_sample}
@@ -511,20 +634,131 @@ class PerExampleMasks(Messenger):
         q = self._active.get(module)
         if q is None:  # a model run without the guide (e.g. from the prior): no masks
             return None
-        x = args[0]
-        feature_dropout = _MASKABLE[type(module)]
-        if q.temperature is None:  # the very masks nn.Dropout / nn.Dropout2d would draw
-            p = float(q.p)
-            drop = F.dropout if feature_dropout is None else feature_dropout
-            x = drop(x, p, True) * (1 - p)
-        else:
-            site = (
-                x
-                if feature_dropout is None
-                else x[(slice(None), slice(None)) + (slice(0, 1),) * (x.dim() - 2)]
+        p = float(q.p) if q.temperature is None else q.p
+        return (_mask_input(module, args[0], p, q.temperature),) + tuple(args[1:])
+
+
+def _mask_input(
+    module: nn.Module, x: torch.Tensor, p: float | torch.Tensor, temperature: float | None
+) -> torch.Tensor:
+    """Multiply a layer input by fresh keep masks per example (per channel for convolutions)."""
+    feature_dropout = _MASKABLE[type(module)]
+    if temperature is None:  # the very masks nn.Dropout / nn.Dropout2d would draw
+        drop = F.dropout if feature_dropout is None else feature_dropout
+        return drop(x, p, True) * (1 - p)
+    site = (
+        x
+        if feature_dropout is None
+        else x[(slice(None), slice(None)) + (slice(0, 1),) * (x.dim() - 2)]
+    )
+    return x * relaxed_keep_mask(p, torch.rand_like(site), temperature)
+
+
+class _DropoutSampler:
+    """Trace-free step pieces of an :class:`AutoDropout` with per-example masks.
+
+    ``__call__`` returns the means M of every site (the masks are drawn on the layer inputs by
+    :attr:`input_fns`, in the same order and with the same random calls as
+    :class:`PerExampleMasks`) and the closed-form KL of :func:`_kl_masked_normal` to the
+    Gaussian prior.
+    """
+
+    def __init__(
+        self, guide: AutoDropout, parts: dict[str, tuple], modules: dict[str, nn.Module]
+    ) -> None:
+        self.names = list(parts)
+        self.locs = [deep_getattr(guide.locs, n).unconstrained() for n in self.names]
+        self.logits = {
+            n: deep_getattr(guide.p_logits, n).unconstrained()
+            for n in self.names
+            if n not in guide._fixed_p
+        }
+        self.params = self.locs + list(self.logits.values())
+        self.fixed_p = {n: float(guide._fixed_p[n]) for n in self.names if n in guide._fixed_p}
+        self.temperature = guide.temperature
+        self.masked = {n: guide._mask_dims[n] is not None for n in self.names}
+        self.units = {
+            n: t.shape[1] if self.masked[n] else 0
+            for n, t in zip(self.names, self.locs, strict=True)
+        }
+        self.modules = {modules[n]: n for n in modules}
+        #: ``{module: fn(module, input)}``: the per-example masks, for ``BatchedForward``
+        self.input_fns = {m: self._mask for m in self.modules}
+        self._p: dict[str, float | torch.Tensor] = {}
+        self.has_kl = all(part is not None for part in parts.values())
+        self.flat_coef: torch.Tensor | None = None
+        if not self.has_kl:
+            return
+        # E_q[-log N(W; mu, var)] = c + keep * sum(a W^2 - b W), a = 1/(2 var), b = mu / var
+        self.const, self.a, self.b = {}, {}, {}
+        for n in self.names:
+            mu, scale = (t.detach() for t in parts[n])
+            var = scale**2
+            self.const[n] = float((0.5 * torch.log(2 * math.pi * var) + mu**2 / (2 * var)).sum())
+            uniform = _uniform(var)
+            self.a[n] = float(0.5 / var.reshape(-1)[0]) if uniform is not None else 0.5 / var
+            self.b[n] = None if bool((mu == 0).all()) else mu / var
+        entropy = sum(
+            self.units[n] * float(_binary_entropy(torch.tensor(p, dtype=torch.float64)))
+            for n, p in self.fixed_p.items()
+            if self.masked[n]
+        )
+        self.fixed_const = sum(self.const.values()) - entropy
+        if not self.logits and all(
+            isinstance(self.a[n], float) and self.b[n] is None for n in self.names
+        ):
+            like = self.locs[0]
+            self.flat_coef = torch.cat(
+                [
+                    torch.full(
+                        (t.numel(),),
+                        (1 - self.fixed_p[n] if self.masked[n] else 1.0) * self.a[n],
+                        dtype=like.dtype,
+                        device=like.device,
+                    )
+                    for n, t in zip(self.names, self.locs, strict=True)
+                ]
             )
-            x = x * relaxed_keep_mask(q.p, torch.rand_like(site), q.temperature)
-        return (x,) + tuple(args[1:])
+
+    def __call__(
+        self, sample_shape: tuple[int, ...] = (), with_kl: bool = True
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """``({site: M expanded to sample_shape + site shape}, KL or None)``; sets the masks' p."""
+        draws = {
+            n: m.expand(tuple(sample_shape) + m.shape) if sample_shape else m
+            for n, m in zip(self.names, self.locs, strict=True)
+        }
+        self._p = dict(self.fixed_p)
+        for n, logit in self.logits.items():
+            self._p[n] = torch.sigmoid(logit)
+        if not with_kl:
+            return draws, None
+        if not self.has_kl:
+            raise RuntimeError("This sampler was built without priors: it has no KL.")
+        if self.flat_coef is not None:
+            flat = (
+                torch.cat([m.reshape(-1) for m in self.locs])
+                if len(self.locs) > 1
+                else self.locs[0].reshape(-1)
+            )
+            return draws, torch.dot(self.flat_coef * flat, flat) + self.fixed_const
+        kl = self.fixed_const
+        for n, m in zip(self.names, self.locs, strict=True):
+            if n in self.logits:
+                p = self._p[n]
+                keep = 1 - p
+                kl = kl - self.units[n] * _binary_entropy(p)
+            else:
+                keep = 1 - self.fixed_p[n] if self.masked[n] else 1.0
+            a, b = self.a[n], self.b[n]
+            term = m.square().sum() * a if isinstance(a, float) else (m.square() * a).sum()
+            if b is not None:
+                term = term - (m * b).sum()
+            kl = kl + keep * term
+        return draws, kl
+
+    def _mask(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return _mask_input(module, x, self._p[self.modules[module]], self.temperature)
 
 
 def _check_p(name: str, p: Any) -> float:
@@ -683,6 +917,39 @@ class AutoDropout(_FactorisedGuide):
         return {
             n: float(self.drop_probability(n)) for n, d in self._mask_dims.items() if d is not None
         }
+
+    def trace_free_sampler(
+        self, priors: Mapping[str, Any] | None, bnn: Any
+    ) -> _DropoutSampler | None:
+        """Trace-free step pieces for ``BNN.fit`` (per-example masks, Gaussian prior), or None.
+
+        The sampler's ELBO estimate equals the one of :func:`~pyro_bdl.infer.elbo_terms` under
+        :meth:`estimator_context` (same masks from the same random calls, same closed-form KL).
+
+        :param priors: ``{site name: prior distribution}``, or ``None`` for a sampler that only
+            draws (``with_kl=False``), as prediction needs.
+        :param bnn: the :class:`~pyro_bdl.BNN` whose network carries the masked layers.
+        """
+        if self.prototype_trace is None or self.estimator != "per_example":
+            return None
+        if priors is not None and set(priors) != set(self._mask_dims):
+            return None
+        parts, modules = {}, {}
+        for name, mask_dim in self._mask_dims.items():
+            part = None
+            if priors is not None:
+                part = _normal_prior_parts(priors[name], deep_getattr(self.locs, name).shape)
+                if part is None:
+                    return None
+            parts[name] = part
+            if mask_dim is not None:
+                module = bnn.net.get_submodule(name[len(bnn.prefix) :].rpartition(".")[0])
+                if type(module) not in _MASKABLE or getattr(module, "groups", 1) != 1:
+                    return None
+                modules[name] = module
+        if len(set(modules.values())) != len(modules):
+            return None
+        return _DropoutSampler(self, parts, modules)
 
     def estimator_context(self, bnn: Any) -> contextlib.AbstractContextManager:
         """The handler ``BNN.fit``/``predict`` run under: per-example masks or nothing."""

@@ -9,12 +9,15 @@ with :func:`torch.func.vmap`, so ``S`` draws cost one batched forward instead of
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from pyro.distributions import constraints
 from torch import nn
 from torch.distributions import Distribution
@@ -146,6 +149,181 @@ def cast_distribution(d: Distribution, like: torch.Tensor) -> Distribution:
     return type(d)(**{k: v.to(like) for k, v in args.items()})
 
 
+#: Modules applied elementwise (any leading dims): a chain of these and ``nn.Linear`` layers is
+#: run with batched matrix products instead of ``vmap``.
+_ELEMENTWISE_MODULES = (
+    nn.ReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.LeakyReLU,
+    nn.Softplus,
+    nn.Identity,
+    nn.Dropout,
+)
+
+#: Largest layer buffer (elements) a BatchedForward keeps for its next no-grad call.
+_KEEP_NUMEL = 4 * 2**20
+
+#: In-place versions of elementwise modules, for outputs in a no-grad workspace.
+_INPLACE: dict[type, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
+    nn.ReLU: lambda m, h: h.relu_(),
+    nn.Tanh: lambda m, h: h.tanh_(),
+    nn.Sigmoid: lambda m, h: h.sigmoid_(),
+    nn.SiLU: lambda m, h: F.silu(h, inplace=True),
+    nn.ELU: lambda m, h: F.elu(h, m.alpha, inplace=True),
+    nn.LeakyReLU: lambda m, h: F.leaky_relu(h, m.negative_slope, inplace=True),
+    nn.Identity: lambda m, h: h,
+}
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    """Whether a module has forward hooks (read-only look at torch's hook registries)."""
+    return bool(
+        getattr(module, "_forward_pre_hooks", None) or getattr(module, "_forward_hooks", None)
+    )
+
+
+def _global_hooks() -> bool:
+    registry = torch.nn.modules.module
+    return bool(
+        getattr(registry, "_global_forward_pre_hooks", None)
+        or getattr(registry, "_global_forward_hooks", None)
+    )
+
+
+@contextlib.contextmanager
+def _input_hooks(input_fns: Mapping[nn.Module, Callable] | None) -> Iterator[None]:
+    """Apply ``input_fns`` as forward pre-hooks for the duration of the block."""
+    if not input_fns:
+        yield
+        return
+
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        return (input_fns[module](module, args[0]),) + tuple(args[1:])
+
+    handles = [m.register_forward_pre_hook(hook) for m in input_fns]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _LinearChain:
+    """A plain ``nn.Sequential`` of ``nn.Linear`` layers and elementwise modules, run directly.
+
+    For S stacked weight draws the layers become batched matrix products (``baddbmm``), with no
+    ``vmap`` or ``functional_call`` overhead per call; for one draw, ``F.linear``. It computes what
+    the module computes, and is only used when that is certain: exact types (no subclasses),
+    no hooks, no dropout layer in training mode (checked at every call).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        if type(net) is not nn.Sequential:
+            raise TypeError("not a chain")
+        self.net = net
+        self.layers: list[tuple[nn.Module, str | None]] = []
+        for name, module in net.named_children():
+            if type(module) is nn.Linear:
+                self.layers.append((module, name))
+            elif type(module) in _ELEMENTWISE_MODULES:
+                self.layers.append((module, None))
+            else:
+                raise TypeError("not a chain")
+        self.names = {
+            f"{n}.{p}" for _, n in self.layers if n is not None for p in ("weight", "bias")
+        }
+
+    def usable(self, params: Mapping[str, torch.Tensor], args: tuple) -> bool:
+        return (
+            len(args) == 1
+            and torch.is_tensor(args[0])
+            and args[0].dim() == 2
+            and set(params) <= self.names
+            and not any(type(m) is nn.Dropout and m.training and m.p > 0 for m, _ in self.layers)
+            and not _has_hooks(self.net)
+            and not any(_has_hooks(m) for m, _ in self.layers)
+            and not _global_hooks()
+        )
+
+    def __call__(
+        self,
+        params: Mapping[str, torch.Tensor],
+        x: torch.Tensor,
+        batched: bool,
+        input_fns: Mapping[nn.Module, Callable] | None = None,
+        workspace: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Run the chain; with ``workspace`` (no autograd) layer outputs reuse its buffers.
+
+        Reusing buffers across chunks matters on CPU: a fresh multi-MB tensor per layer and chunk
+        is a fresh ``mmap`` whose page faults cost more than the matrix product.
+        """
+
+        def buffer(i: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
+            if workspace is None:
+                return None
+            numel = math.prod(shape)
+            buf = workspace.get(i)
+            if buf is None or buf.numel() < numel or buf.dtype != like.dtype:
+                buf = workspace[i] = torch.empty(numel, dtype=like.dtype, device=like.device)
+            return buf[:numel].view(shape)
+
+        h = x
+        owned = False  # whether h is a workspace buffer (never write into the caller's x)
+        for i, (module, name) in enumerate(self.layers):
+            if name is None:
+                if type(module) is nn.Dropout:
+                    continue
+                inplace = _INPLACE.get(type(module)) if owned else None
+                h = inplace(module, h) if inplace is not None else module(h)
+                continue
+            owned = workspace is not None
+            if input_fns and module in input_fns:
+                h = input_fns[module](module, h)
+            w = params.get(f"{name}.weight", module.weight)
+            b = params.get(f"{name}.bias", module.bias)
+            if not batched or (w.dim() == 2 and (b is None or b.dim() == 1)):
+                h = F.linear(h, w, b)
+                continue
+            num = w.shape[0] if w.dim() == 3 else b.shape[0]
+            if w.dim() == 2:
+                w = w.expand(num, *w.shape)
+            out = w.shape[1]
+            if h.dim() == 2:  # the shared input: one matrix product against all draws' rows
+                w2 = w.reshape(-1, w.shape[-1])
+                buf = buffer(i, (h.shape[0], num * out), h)
+                if b is None:
+                    h = torch.mm(h, w2.t(), out=buf) if buf is not None else h @ w2.t()
+                else:
+                    b2 = b.expand(num, out).reshape(-1)
+                    h = (
+                        torch.addmm(b2, h, w2.t(), out=buf)
+                        if buf is not None
+                        else torch.addmm(b2, h, w2.t())
+                    )
+                h = h.view(h.shape[0], num, out).transpose(0, 1)
+                continue
+            buf = buffer(i, (num, h.shape[1], out), h)
+            if b is None:
+                h = (
+                    torch.bmm(h, w.transpose(1, 2), out=buf)
+                    if buf is not None
+                    else torch.bmm(h, w.transpose(1, 2))
+                )
+            else:
+                b3 = (b.expand(num, out) if b.dim() == 1 else b).unsqueeze(1)
+                h = (
+                    torch.baddbmm(b3, h, w.transpose(1, 2), out=buf)
+                    if buf is not None
+                    else torch.baddbmm(b3, h, w.transpose(1, 2))
+                )
+        return h
+
+
 class BatchedForward:
     """Run ``net`` with some parameters replaced, vectorised over leading sample dimensions.
 
@@ -156,7 +334,9 @@ class BatchedForward:
     Modules whose operators have no ``vmap`` batching rule (``nn.GRU``, ``nn.LSTM``, BatchNorm in
     training mode) are run with a Python loop over the draws instead; the choice is made once, on
     the first batched call, and kept in :attr:`vectorized`. If the loop fails as well, its error is
-    raised: a real error is never hidden behind the fallback.
+    raised: a real error is never hidden behind the fallback. A plain ``nn.Sequential`` of
+    ``nn.Linear`` layers and elementwise activations (no hooks, no dropout in training mode) is
+    run with batched matrix products instead of ``vmap`` (same outputs, less overhead per call).
 
     :param net: the unchanged user network.
     :param vectorize: ``True`` (use vmap), ``False`` (loop) or ``"auto"``.
@@ -176,6 +356,13 @@ class BatchedForward:
         self.net = net
         self.vectorized: bool | None = None if vectorize == "auto" else bool(vectorize)
         self._shapes = {n: p.shape for n, p in net.named_parameters()}
+        self._chain: _LinearChain | None = None
+        self._workspaces: dict[int, dict[int, torch.Tensor]] = {}
+        if vectorize is not False:
+            try:
+                self._chain = _LinearChain(net)
+            except TypeError:
+                self._chain = None
 
     def __call__(
         self,
@@ -183,26 +370,68 @@ class BatchedForward:
         *args: Any,
         sample_shape: tuple[int, ...] | torch.Size = (),
         chunk_size: int | None = None,
+        input_fns: Mapping[nn.Module, Callable] | None = None,
     ) -> torch.Tensor:
+        """Outputs ``sample_shape + net(*args).shape``.
+
+        :param input_fns: ``{module: fn(module, input) -> input}`` applied to the first input
+            of those modules (as forward pre-hooks would be), e.g. per-example dropout masks.
+        """
         sample_shape = torch.Size(sample_shape)
         flat = {}
         for name, value in params.items():
             shape = self._shapes[name]
             batch = value.shape[: value.dim() - len(shape)]
+            if not sample_shape:
+                flat[name] = value.reshape(shape) if batch else value
+                continue
             extra = len(batch) - len(sample_shape)
             if extra > 0:  # size-1 dims of the model's plates, right of the sample dims
                 value = value.reshape(batch[:-extra] + shape)
             flat[name] = value.expand(sample_shape + shape).reshape((-1,) + tuple(shape))
+        chain = self._chain if self._chain is not None and self._chain.usable(flat, args) else None
         if not sample_shape:
-            return functional_call(self.net, {n: v[0] for n, v in flat.items()}, args)
+            if chain is not None:
+                return chain(flat, args[0], False, input_fns)
+            with _input_hooks(input_fns):
+                return functional_call(self.net, flat, args)
+        if input_fns:
+            chain = None  # per-example noise under a particle dim: vmap's random streams
+        if chain is not None and self.vectorized is None:
+            self.vectorized = True
         num = sample_shape.numel()
         chunk = num if chunk_size is None else max(1, min(chunk_size, num))
-        outs = [
-            self._run({n: v[i : i + chunk] for n, v in flat.items()}, args)
-            for i in range(0, num, chunk)
-        ]
+        if chain is not None and not torch.is_grad_enabled():
+            # layer buffers kept between calls (per thread): fresh multi-MB tensors each call
+            # would be fresh mmaps, whose page faults cost more than the products
+            workspace = self._workspaces.setdefault(threading.get_ident(), {})
+            result = None
+            for i in range(0, num, chunk):
+                part = chain(
+                    {n: v[i : i + chunk] for n, v in flat.items()}, args[0], True, None, workspace
+                )
+                if result is None:
+                    result = part.new_empty((num,) + part.shape[1:])
+                result[i : i + len(part)] = part
+            for key in [k for k, buf in workspace.items() if buf.numel() > _KEEP_NUMEL]:
+                del workspace[key]  # keep only cache-sized buffers between calls
+            return result.reshape(sample_shape + result.shape[1:])
+        with _input_hooks(input_fns):
+            outs = [
+                chain({n: v[i : i + chunk] for n, v in flat.items()}, args[0], True)
+                if chain is not None
+                else self._run({n: v[i : i + chunk] for n, v in flat.items()}, args)
+                for i in range(0, num, chunk)
+            ]
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         return out.reshape(sample_shape + out.shape[1:])
+
+    def activation_width(self) -> int | None:
+        """Summed output width of a Linear chain's layers (its activations per example), or
+        ``None`` when the network is not run as a chain."""
+        if self._chain is None:
+            return None
+        return sum(m.out_features for m, name in self._chain.layers if name is not None)
 
     def _run(self, flat: dict[str, torch.Tensor], args: tuple) -> torch.Tensor:
         if self.vectorized is None:

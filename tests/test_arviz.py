@@ -427,7 +427,7 @@ def test_nuts_on_a_1_16_1_bnn_has_converged_predictive_means(monkeypatch):
     with pytest.warns(UserWarning, match="drawn sequentially"):
         mcmc = MCMC(
             NUTS(bnn.model, max_tree_depth=5),
-            num_samples=100,
+            num_samples=200,
             warmup_steps=100,
             num_chains=4,
             initial_params=init,
@@ -437,11 +437,11 @@ def test_nuts_on_a_1_16_1_bnn_has_converged_predictive_means(monkeypatch):
         mcmc.run(x, y)
     x_test = torch.tensor([[-0.8], [-0.4], [0.0], [0.4], [0.8]])
     data = to_inference_data(mcmc, x_test)
-    assert data.posterior[OBS_MEAN].shape == (4, 100, 5)
+    assert data.posterior[OBS_MEAN].shape == (4, 200, 5)
     rhat = az.rhat(data.posterior)[OBS_MEAN].values
-    assert (rhat < 1.05).all(), rhat  # measured: 1.00-1.03
+    assert (rhat < 1.05).all(), rhat  # measured: 1.002-1.015 (100 draws per chain: up to 1.06)
     pred = prediction_from_samples(bnn, mcmc, x_test)
-    assert pred.samples.shape == (400, 5)
+    assert pred.samples.shape == (800, 5)
 
 
 # --------------------------------------------------------------------------- memory

@@ -20,6 +20,7 @@ from pyro_bdl import (
     MeanFieldNormal,
 )
 from pyro_bdl.bnn import DRAWS_PLATE
+from pyro_bdl.guides import BernoulliDropout, ConcreteDropout
 from pyro_bdl.infer import elbo_terms
 
 # --------------------------------------------------------------------------- conjugate model
@@ -495,33 +496,71 @@ def test_predict_from_samples_equals_a_loop_and_checks_its_input():
         bnn.predict_from_samples(x, {**draws, "2.bias": draws["2.bias"][:3]})
 
 
-@pytest.mark.parametrize("num_particles", [1, 4])
-def test_trace_free_step_equals_the_traced_step(num_particles):
+@pytest.mark.parametrize(
+    "guide, num_particles",
+    [
+        (MeanFieldNormal(), 1),
+        (MeanFieldNormal(), 4),
+        (BernoulliDropout(0.2), 1),
+        (BernoulliDropout(0.2), 3),
+        (ConcreteDropout(0.2), 1),
+        (ConcreteDropout(0.2), 3),
+    ],
+    ids=["mean-field", "mean-field-4", "dropout", "dropout-3", "concrete", "concrete-3"],
+)
+def test_trace_free_step_equals_the_traced_step(guide, num_particles):
+    """The trace-free step (own draws, closed-form KL, one fused optimiser) equals Pyro's traced
+    ELBO with per-tensor pyro.optim.Adam: same random numbers, same history, same parameters."""
     x, y, *_ = conjugate_problem()
     runs = []
     for fast in (True, False):
-        bnn = BNN(
-            mlp_regressor(), dist.Normal(0.0, 1.0), HomoskedasticGaussian(), guide=MeanFieldNormal()
-        )
+        bnn = BNN(mlp_regressor(), dist.Normal(0.0, 1.0), HomoskedasticGaussian(), guide=guide)
         if not fast:
             bnn._fast_ok = False  # force Pyro's traced ELBO every step
+        optim = pyro.optim.Adam({"lr": 0.01})
         result = bnn.fit(
             x,
             y,
             epochs=15,
             batch_size=10,
-            lr=0.01,
+            optim=optim,
             progress=False,
             seed=0,
             num_particles=num_particles,
         )
         assert (bnn._fast_params is not None) is fast
-        runs.append((result, dict(bnn.named_parameters())))
-    (r_fast, p_fast), (r_slow, p_slow) = runs
+        state = {k.split(".", 1)[1]: v for k, v in optim.get_state().items()}  # drop BNN<k>.
+        runs.append((result, dict(bnn.named_parameters()), state))
+    (r_fast, p_fast, o_fast), (r_slow, p_slow, o_slow) = runs
     np_ = pytest.importorskip("numpy")
     assert np_.allclose(r_fast.step_elbo, r_slow.step_elbo, rtol=1e-12, atol=1e-12)
     for k in p_fast:
         torch.testing.assert_close(p_fast[k], p_slow[k], rtol=1e-12, atol=1e-12)
+    # the fused optimiser's state is the Pyro optimiser's state (checkpoints, later fits)
+    assert o_fast.keys() == o_slow.keys()
+    for k in o_fast:
+        a, b = o_fast[k]["state"][0], o_slow[k]["state"][0]
+        assert float(a["step"]) == float(b["step"]) == r_fast.num_steps
+        torch.testing.assert_close(a["exp_avg_sq"], b["exp_avg_sq"], rtol=1e-10, atol=1e-14)
+
+
+def test_fit_continues_the_optimiser_state_it_is_given():
+    """A second fit with the same pyro.optim.Adam continues its moments and step count, on the
+    trace-free path (fused optimiser) exactly as on the traced path (per-tensor optimisers)."""
+    x, y, *_ = conjugate_problem()
+    runs = []
+    for fast in (True, False):
+        bnn = BNN(mlp_regressor(), dist.Normal(0.0, 1.0), HomoskedasticGaussian())
+        if not fast:
+            bnn._fast_ok = False
+        optim = pyro.optim.Adam({"lr": 0.01})
+        bnn.fit(x, y, epochs=3, batch_size=10, optim=optim, progress=False, seed=0)
+        bnn.fit(x, y, epochs=3, batch_size=10, optim=optim, progress=False, seed=1)
+        steps = {float(v["state"][0]["step"]) for v in optim.get_state().values()}
+        assert steps == {6 * math.ceil(len(x) / 10)}
+        runs.append(dict(bnn.named_parameters()))
+    for k in runs[0]:
+        torch.testing.assert_close(runs[0][k], runs[1][k], rtol=1e-12, atol=1e-12)
 
 
 def test_trace_free_step_falls_back_for_latent_likelihood_sites():

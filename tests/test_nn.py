@@ -168,3 +168,64 @@ def test_broadcast_shapes_matches_torch():
     assert broadcast_shapes() == torch.Size()
     with pytest.raises(ValueError, match="broadcastable"):
         broadcast_shapes((2,), (3,))
+
+
+def _chain_net():
+    return nn.Sequential(
+        nn.Linear(4, 8),
+        nn.Tanh(),
+        nn.Dropout(0.3),
+        nn.Linear(8, 8, bias=False),
+        nn.ReLU(),
+        nn.Linear(8, 2),
+    ).eval()
+
+
+@pytest.mark.parametrize("subset", ["all", "weights", "last layer"])
+def test_linear_chain_equals_functional_call(subset):
+    """A Linear/elementwise chain runs as batched matrix products: same outputs as a loop of
+    functional_call (float64, 1e-12), for all, some, or one stacked parameter; one draw too."""
+    torch.manual_seed(0)
+    net = _chain_net()
+    x = torch.randn(7, 4)
+    draws = _draws(net, 5)
+    if subset == "weights":
+        draws = {k: v for k, v in draws.items() if k.endswith("weight")}
+    elif subset == "last layer":
+        draws = {k: v for k, v in draws.items() if k.startswith("5.")}
+    fwd = BatchedForward(net)
+    assert fwd._chain is not None and fwd._chain.usable(draws, (x,))
+    out = fwd(draws, x, sample_shape=(5,), chunk_size=2)
+    torch.testing.assert_close(out, _loop(net, draws, x), rtol=1e-12, atol=1e-12)
+    one = {k: v[0] for k, v in draws.items()}
+    torch.testing.assert_close(fwd(one, x), functional_call(net, one, (x,)), rtol=1e-12, atol=1e-12)
+
+
+def test_linear_chain_steps_aside_for_hooks_training_dropout_and_other_nets():
+    """Whatever the chain could not reproduce goes through functional_call: forward hooks run,
+    a dropout layer in training mode drops, and non-chain modules are never chained."""
+    torch.manual_seed(0)
+    net = _chain_net()
+    x = torch.randn(7, 4)
+    draws = _draws(net, 3)
+    fwd = BatchedForward(net)
+    handle = net[3].register_forward_pre_hook(lambda m, a: (a[0] * 0,))
+    try:
+        assert not fwd._chain.usable(draws, (x,))
+        out = fwd(draws, x, sample_shape=(3,))
+        # the hook zeroes the input of layer 3: the output is the last layer's bias
+        torch.testing.assert_close(out, draws["5.bias"][:, None, :].expand(3, 7, 2))
+    finally:
+        handle.remove()
+    net.train()
+    assert not fwd._chain.usable(draws, (x,))
+    assert BatchedForward(SmallCNN())._chain is None
+    assert BatchedForward(_chain_net(), vectorize=False)._chain is None
+    # input_fns are applied on both paths, like forward pre-hooks
+    net.eval()
+    fns = {net[0]: lambda m, h: h * 2}
+    one = {k: v[0] for k, v in draws.items()}
+    torch.testing.assert_close(fwd(one, x, input_fns=fns), functional_call(net, one, (2 * x,)))
+    torch.testing.assert_close(
+        fwd(draws, x, sample_shape=(3,), input_fns=fns), _loop(net, draws, 2 * x)
+    )
