@@ -90,6 +90,7 @@ def bnn_step(sizes, task, x, y, guide, num_particles=1) -> Callable[[], None]:
 
 def pyro_autonormal_step(sizes, task, x, y) -> Callable[[], None]:
     """The peer: a PyroModule net with PyroSample priors, AutoNormal, Trace_ELBO."""
+    pyro.clear_param_store()  # AutoNormal's parameter names repeat between the nets
     net = PyroModule[nn.Sequential](*mlp(sizes))
     for m in net.modules():
         if isinstance(m, nn.Linear):

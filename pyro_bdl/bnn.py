@@ -285,6 +285,7 @@ class BNN(PyroModule):
         self._fast_params: list[torch.Tensor] | None = None
         #: the guide's trace-free sampler (see ``_prepare_fast_path``)
         self._fast: Any = None
+        self._target_layouts: dict[tuple, tuple] = {}
         self._fast_ok: bool | None = None
         self._prior_cache: tuple[Any, dict[str, Any]] | None = None
         #: the :class:`FitResult` of the last :meth:`fit` (``None`` before fitting)
@@ -646,6 +647,7 @@ class BNN(PyroModule):
         """
         self._fast_params = None
         self._fast = None
+        self._target_layouts = {}
         make = getattr(self.guide, "trace_free_sampler", None)
         if self._fast_ok is False or make is None:
             return
@@ -679,10 +681,32 @@ class BNN(PyroModule):
         weights = {n: draws[self.site_name(n)] for n in self.random_names}
         f = self._forward(weights, x, sample_shape=sample_shape, input_fns=self._fast.input_fns)
         ndim = len(sample_shape)
-        y = self.likelihood.check_target(y, f, ndim)
+        y = self._fast_target(y, f, ndim)
         lp = self.likelihood.predictive_dist(f, ndim).log_prob(y)
         loglik = (lp * (size / len(x))).sum() / num_particles
         return ELBOTerms(loglik, kl)
+
+    def _fast_target(self, y: torch.Tensor, f: torch.Tensor, ndim: int) -> torch.Tensor:
+        """``likelihood.check_target`` once per target layout, then only its reshape and cast.
+
+        Every minibatch of a fit comes from targets whose values were validated as a whole
+        (``check_data``), so repeating the value checks each step is redundant. Only a
+        ``check_target`` that returned a reshape/cast of ``y`` (checked on the first batch) is
+        shortcut; any other (stacking, conversion) runs every step.
+        """
+        key = (tuple(y.shape[1:]), y.dtype, tuple(f.shape[ndim + 1 :]), f.dtype, ndim)
+        layout = self._target_layouts.get(key)
+        if layout is None or y.shape[0] != f.shape[ndim]:
+            checked = self.likelihood.check_target(y, f, ndim)
+            plain = torch.is_tensor(checked) and checked.shape[:1] == y.shape[:1]
+            plain = plain and checked.numel() == y.numel()  # a reshape (and cast) of y only?
+            plain = plain and torch.equal(y.reshape(checked.shape).to(checked.dtype), checked)
+            self._target_layouts[key] = (tuple(checked.shape[1:]), checked.dtype) if plain else ()
+            return checked
+        if not layout:
+            return self.likelihood.check_target(y, f, ndim)
+        shape, dtype = layout
+        return y.reshape(y.shape[:1] + shape).to(dtype)
 
     # ------------------------------------------------------------------ saving and loading
     def _config(self) -> dict[str, Any]:

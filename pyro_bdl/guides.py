@@ -153,32 +153,6 @@ class AutoMeanFieldNormal(_FactorisedGuide):
             q = dist.TransformedDistribution(q, transform.with_cache())
         return q
 
-    def sample_with_kl(
-        self, priors: Mapping[str, dist.Distribution], sample_shape: tuple[int, ...] = ()
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
-        """Draw every site as :meth:`forward` does, without Pyro, and the closed-form KL.
-
-        The draws consume the random stream exactly like ``forward`` under a plate of
-        ``sample_shape`` placed left of the model's plates, so a caller can compute the same ELBO
-        estimate as :func:`~pyro_bdl.infer.elbo_terms` without tracing. Returns ``None`` when a
-        site has constrained support or no closed-form KL to its prior (use the traced path).
-
-        :param priors: ``{site name: prior distribution}`` (event shape = the site's shape).
-        :param sample_shape: leading draw dims, e.g. ``(P, 1)`` for P particles.
-        :return: ``({site: draw}, KL summed over sites)`` or ``None``.
-        """
-        if self.prototype_trace is None or any(t is not None for t in self._transforms.values()):
-            return None
-        draws, kl = {}, 0.0
-        for name in self._transforms:
-            q = self.get_site_dist(name)
-            try:
-                kl = kl + torch.distributions.kl_divergence(q, priors[name])
-            except NotImplementedError:
-                return None
-            draws[name] = q.rsample(sample_shape) if sample_shape else q.rsample()
-        return draws, kl
-
     def trace_free_sampler(self, priors: Mapping[str, Any] | None, bnn: Any = None) -> Any:
         """A sampler that draws every site and the closed-form KL without Pyro, or ``None``.
 
@@ -644,8 +618,10 @@ def _mask_input(
     """Multiply a layer input by fresh keep masks per example (per channel for convolutions)."""
     feature_dropout = _MASKABLE[type(module)]
     if temperature is None:  # the very masks nn.Dropout / nn.Dropout2d would draw
-        drop = F.dropout if feature_dropout is None else feature_dropout
-        return drop(x, p, True) * (1 - p)
+        if feature_dropout is None:
+            # F.dropout's own noise on CPU, without its 1/(1-p) scaling (tested against it)
+            return x * torch.empty_like(x).bernoulli_(1 - p)
+        return feature_dropout(x, p, True) * (1 - p)
     site = (
         x
         if feature_dropout is None

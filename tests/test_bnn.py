@@ -189,6 +189,25 @@ def test_predict_equals_a_python_loop_over_the_same_draws():
         torch.testing.assert_close(pred.samples[s], probs, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "guide", [MeanFieldNormal(), BernoulliDropout(0.2), ConcreteDropout(0.2)], ids=str
+)
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_trace_free_predict_equals_the_traced_predict(guide, chunk_size):
+    """predict without Pyro's tracing (guide's sampler, Linear-chain forward) draws exactly what
+    the traced guide/model replay draws: same seed, same predictive samples and scales."""
+    x, y, *_ = conjugate_problem()
+    torch.manual_seed(0)
+    bnn = BNN(mlp_regressor(), dist.Normal(0.0, 1.0), HomoskedasticGaussian(), guide=guide)
+    bnn.fit(x, y, epochs=5, batch_size=10, lr=0.01, progress=False, seed=0)
+    assert bnn._predict_sampler() is not None and bnn._forward._chain is not None
+    fast = bnn.predict(x, 10, seed=3, chunk_size=chunk_size)
+    bnn._predict_sampler = lambda: None  # the traced path
+    slow = bnn.predict(x, 10, seed=3, chunk_size=chunk_size)
+    torch.testing.assert_close(fast.samples, slow.samples, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast.scale, slow.scale, rtol=1e-12, atol=1e-12)
+
+
 def test_predict_chunking_and_seed_reproducibility():
     x, _ = classification_data()
     bnn = BNN(mlp(), dist.Normal(0.0, 1.0), Categorical(), guide=MeanFieldNormal(init_scale=0.2))

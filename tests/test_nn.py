@@ -229,3 +229,24 @@ def test_linear_chain_steps_aside_for_hooks_training_dropout_and_other_nets():
     torch.testing.assert_close(
         fwd(draws, x, sample_shape=(3,), input_fns=fns), _loop(net, draws, 2 * x)
     )
+
+
+def test_no_grad_chain_reuses_buffers_and_never_writes_into_the_input():
+    """Without autograd the chain writes layer outputs into kept buffers (in-place activations):
+    same outputs as with autograd, the caller's x untouched even when the chain starts with an
+    activation, and results of earlier calls not overwritten by later ones."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ReLU(), nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    x = torch.randn(7, 4)
+    x0 = x.clone()
+    draws = _draws(net, 5)
+    fwd = BatchedForward(net)
+    with_grad = fwd(draws, x, sample_shape=(5,), chunk_size=2)
+    with torch.no_grad():
+        first = fwd(draws, x, sample_shape=(5,), chunk_size=2)
+        kept = first.clone()
+        fwd({k: v + 1 for k, v in draws.items()}, x, sample_shape=(5,), chunk_size=2)
+    torch.testing.assert_close(first, with_grad.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(first, kept, rtol=0, atol=0)
+    torch.testing.assert_close(x, x0, rtol=0, atol=0)
+    assert fwd._workspaces  # buffers kept for the next call
