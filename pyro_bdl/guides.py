@@ -265,21 +265,31 @@ class _MeanFieldSampler:
         self, sample_shape: tuple[int, ...] = (), with_kl: bool = True
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """``({site: draw of shape sample_shape + site shape}, KL or None)``."""
+        like = self.locs[0]
+        shape = tuple(sample_shape)
+        if not torch.is_grad_enabled() and not with_kl:
+            # many draws (prediction): site by site, without copying the noise into one vector
+            return {
+                n: m
+                + torch.empty(shape + tuple(m.shape), dtype=m.dtype, device=m.device).normal_()
+                * self.transform(rho)
+                for n, m, rho in zip(self.names, self.locs, self.rhos, strict=True)
+            }, None
+        # one flat vector: fewer autograd nodes per step
         loc = self._flat(self.locs)
         scale = self.transform(self._flat(self.rhos))
-        like = self.locs[0]
         eps = torch.cat(
             [
-                torch.empty(tuple(sample_shape) + tuple(s), dtype=like.dtype, device=like.device)
+                torch.empty(shape + tuple(s), dtype=like.dtype, device=like.device)
                 .normal_()
-                .reshape(tuple(sample_shape) + (-1,))
+                .reshape(shape + (-1,))
                 for s in self.shapes
             ],
             dim=-1,
         )
         w = loc + eps * scale
         draws = {
-            n: part.reshape(tuple(sample_shape) + tuple(s))
+            n: part.reshape(shape + tuple(s))
             for n, part, s in zip(self.names, w.split(self.sizes, dim=-1), self.shapes, strict=True)
         }
         if not with_kl:

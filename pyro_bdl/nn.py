@@ -179,19 +179,23 @@ _INPLACE: dict[type, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
 }
 
 
+_HOOK_REGISTRIES = (
+    "_forward_pre_hooks",
+    "_forward_hooks",
+    "_backward_pre_hooks",
+    "_backward_hooks",
+)
+
+
 def _has_hooks(module: nn.Module) -> bool:
-    """Whether a module has forward hooks (read-only look at torch's hook registries)."""
-    return bool(
-        getattr(module, "_forward_pre_hooks", None) or getattr(module, "_forward_hooks", None)
-    )
+    """Whether a module has forward/backward hooks (a read-only look at torch's registries)."""
+    return any(getattr(module, name, None) for name in _HOOK_REGISTRIES)
 
 
 def _global_hooks() -> bool:
+    """Whether global module hooks are registered (``register_module_forward_hook`` ...)."""
     registry = torch.nn.modules.module
-    return bool(
-        getattr(registry, "_global_forward_pre_hooks", None)
-        or getattr(registry, "_global_forward_hooks", None)
-    )
+    return any(getattr(registry, "_global" + name, None) for name in _HOOK_REGISTRIES)
 
 
 @contextlib.contextmanager
@@ -389,7 +393,11 @@ class BatchedForward:
             if extra > 0:  # size-1 dims of the model's plates, right of the sample dims
                 value = value.reshape(batch[:-extra] + shape)
             flat[name] = value.expand(sample_shape + shape).reshape((-1,) + tuple(shape))
-        chain = self._chain if self._chain is not None and self._chain.usable(flat, args) else None
+        chain = (
+            self._chain
+            if self._chain is not None and flat and self._chain.usable(flat, args)
+            else None
+        )
         if not sample_shape:
             if chain is not None:
                 return chain(flat, args[0], False, input_fns)

@@ -217,6 +217,13 @@ def test_linear_chain_steps_aside_for_hooks_training_dropout_and_other_nets():
         torch.testing.assert_close(out, draws["5.bias"][:, None, :].expand(3, 7, 2))
     finally:
         handle.remove()
+    handle = net[0].register_full_backward_hook(lambda m, gi, go: None)
+    assert not fwd._chain.usable(draws, (x,))
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, a, o: None)
+    assert not fwd._chain.usable(draws, (x,))
+    handle.remove()
+    assert fwd._chain.usable(draws, (x,))
     net.train()
     assert not fwd._chain.usable(draws, (x,))
     assert BatchedForward(SmallCNN())._chain is None
