@@ -143,23 +143,44 @@ def loop_predict_sampling(
         )
 
 
-def peak_extra_mb(fn: Callable[[], object]) -> float:
-    """Peak resident memory added while ``fn`` runs (Linux: VmHWM reset via clear_refs)."""
+_PEAK_SCRIPT = """
+import sys, torch, pyro.distributions as dist
+sys.path.insert(0, {here!r})
+import svi_step as b
+torch.set_num_threads(1)
+sizes, task = b.NETS[{net!r}]
+x, y = b.make_data(sizes, task, {n})
+bnn = b.BNN(b.mlp(sizes), dist.Normal(0.0, 1.0), b.likelihood(task), guide=b.MeanFieldNormal())
+bnn.fit(x, y, epochs=1, progress=False)
 
-    def status(key: str) -> int:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) restarts at the current resident size
+before = status("VmRSS")
+pred = bnn.predict(x, num_samples={s})
+print((status("VmHWM") - before) / 2**20)
+"""
+
+
+def peak_extra_mb(net_name: str, n: int, num_samples: int) -> float:
+    """Peak resident memory ``BNN.predict`` adds, measured in a fresh process (Linux only)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = _PEAK_SCRIPT.format(
+        here=str(Path(__file__).resolve().parent), net=net_name, n=n, s=num_samples
+    )
     try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak (VmHWM) to the current RSS
-        before = status("VmRSS")
-        out = fn()
-        peak = status("VmHWM")
-    except OSError:
-        return float("nan")
-    del out
-    return (peak - before) / 2**20
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        )
+        return float(out.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
+        return math.nan
 
 
 def time_interleaved(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
@@ -183,6 +204,12 @@ def bench_steps(net_name: str, batch: int, rounds: int) -> list[tuple[str, float
         "MeanFieldNormal": bnn_step(sizes, task, x, y, MeanFieldNormal()),
         "MeanFieldNormal, 8 vectorised particles": bnn_step(
             sizes, task, x, y, MeanFieldNormal(), 8
+        ),
+        "MeanFieldNormal, local reparameterization (opt-in)": bnn_step(
+            sizes, task, x, y, MeanFieldNormal(estimator="local_reparameterization")
+        ),
+        "MeanFieldNormal, flipout (opt-in)": bnn_step(
+            sizes, task, x, y, MeanFieldNormal(estimator="flipout")
         ),
         "BernoulliDropout(0.1)": bnn_step(sizes, task, x, y, BernoulliDropout(0.1)),
         "ConcreteDropout": bnn_step(sizes, task, x, y, ConcreteDropout(0.1)),
@@ -216,8 +243,14 @@ def bench_predict(
     med = time_interleaved(contenders, rounds)
     base = med["plain torch loop, drawing W ~ q"]
     rows = [(k, med[k] * 1e3, med[k] / base) for k in contenders]
-    peak = peak_extra_mb(lambda: bnn.predict(x, num_samples=num_samples))
-    rows.append((f"BNN.predict peak extra resident memory (MB): {peak:.0f}", math.nan, math.nan))
+    peak = peak_extra_mb(net_name, n, num_samples)
+    rows.append(
+        (
+            f"BNN.predict peak extra resident memory, fresh process (MB): {peak:.0f}",
+            math.nan,
+            math.nan,
+        )
+    )
     return rows
 
 

@@ -344,14 +344,15 @@ class BNN(PyroModule):
         sample_shape = broadcast_shapes(*shapes.values())
         return self._forward(weights, x, sample_shape=sample_shape)
 
-    def estimator(self) -> contextlib.AbstractContextManager:
-        """The effect handler ``fit`` and ``predict`` run under, as the guide asks for it.
+    def estimator(self, training: bool = True) -> contextlib.AbstractContextManager:
+        """The effect handler ``fit`` (``training``) and ``predict`` run under, as the guide asks.
 
-        Guides may define ``estimator_context(bnn)`` (the dropout guides use it to draw masks
-        per example); otherwise this is a no-op.
+        Guides may define ``estimator_context(bnn, training)`` (the dropout guides draw masks
+        per example; ``MeanFieldNormal(estimator=...)`` adds local reparameterization or flipout
+        while training); otherwise this is a no-op.
         """
         make = getattr(self.guide, "estimator_context", None)
-        return make(self) if make is not None else contextlib.nullcontext()
+        return make(self, training) if make is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ validation helpers
     def _check_inputs(self, x: Any) -> torch.Tensor:
@@ -1106,7 +1107,7 @@ class BNN(PyroModule):
                     f_all = f.new_empty((num_samples,) + f.shape[1:])
                 f_all[start : start + c] = f
             return self.likelihood.prediction(self.likelihood.predictive_dist(f_all, 1))
-        with self.estimator():
+        with self.estimator(training=False):
             for start in range(0, num_samples, chunk):
                 c = min(chunk, num_samples - start)
                 with pyro.plate(DRAWS_PLATE, c, dim=-2), _SkipObservation():

@@ -871,7 +871,7 @@ def _bnn_probs(
     for start in range(0, num_samples, chunk):
         num = min(chunk, num_samples - start)
         with (
-            bnn.estimator(),
+            bnn.estimator(training=False),
             pyro.plate(TEACHER_DRAWS_PLATE, num, dim=-2),
             _ObservationUnsampled(),
         ):

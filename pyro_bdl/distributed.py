@@ -220,7 +220,7 @@ def _check_supported(bnn: BNN) -> None:
             f"guide {type(bnn.guide).__name__} draws per-example randomness "
             f"({type(context).__name__}), which would depend on how a minibatch is split across "
             "ranks. Use BernoulliDropout(p, estimator='per_particle') (or ConcreteDropout(..., "
-            "estimator='per_particle')) or a mean-field guide."
+            "estimator='per_particle')) or MeanFieldNormal() (estimator='sample')."
         )
     for name, module in bnn.net.named_modules():
         if not module.training:
@@ -723,7 +723,7 @@ def _predict_chunks(
     parts = []
     with torch.random.fork_rng(devices=_rng_devices(bnn)):
         torch.manual_seed(seed)
-        with bnn.estimator():
+        with bnn.estimator(training=False):
             for j, start in enumerate(range(0, num_samples, chunk)):
                 c = min(chunk, num_samples - start)
                 with pyro.plate(DRAWS_PLATE, c, dim=-2), _SkipObservation():

@@ -38,6 +38,7 @@ __all__ = [
     "BernoulliDropout",
     "ConcreteDropout",
     "GuideLike",
+    "LinearOutputNoise",
     "MaskedWeight",
     "MeanFieldNormal",
     "PerExampleMasks",
@@ -105,10 +106,57 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         *,
         init_loc_fn: Callable = init_to_net,
         init_scale: float = 1e-2,
+        estimator: str = "sample",
     ) -> None:
+        if estimator not in _MF_ESTIMATORS:
+            raise ValueError(f"Expected estimator in {_MF_ESTIMATORS}, but got {estimator!r}.")
         self.init_loc_fn = init_loc_fn
         self._init_scale = check_float("init_scale", init_scale)
+        self.estimator = estimator
         super().__init__(InitMessenger(init_loc_fn)(model))
+
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Sample every latent site from its factor (marked as this guide's, for estimators)."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        return {
+            name: pyro.sample(name, self.get_site_dist(name), infer={_FACTOR_KEY: True})
+            for name, _ in self.prototype_trace.iter_stochastic_nodes()
+        }
+
+    def estimator_context(
+        self, bnn: Any, training: bool = True
+    ) -> contextlib.AbstractContextManager:
+        """The handler ``BNN.fit`` runs under: local reparameterization, flipout, or nothing.
+
+        Prediction (``training=False``) always draws whole weight matrices, so predictive
+        draws are functions, not per-example noise.
+        """
+        if self.estimator == "sample" or not training:
+            return contextlib.nullcontext()
+        sites = {}
+        params = dict(bnn.net.named_parameters())
+        for n in bnn.random_names:
+            owner = n.rpartition(".")[0]
+            module = bnn.net.get_submodule(owner) if owner else bnn.net
+            if type(module) is nn.Linear and n.endswith("weight"):
+                sites[bnn.site_name(n)] = module
+                prior = bnn.prior.site_dist(n, params[n])
+                if self.estimator == "local_reparameterization" and (
+                    _normal_prior_parts(prior, params[n].shape) is None
+                ):
+                    raise ValueError(
+                        "Expected a Gaussian prior on the weights for local reparameterization "
+                        f"(its KL must be closed form: no weights are drawn), but {n!r} has "
+                        f"{type(prior).__name__}. Use estimator='flipout' or 'sample'."
+                    )
+        if not sites:
+            raise ValueError(
+                f"Expected at least one random nn.Linear weight for estimator="
+                f"{self.estimator!r}, but the random parameters are {bnn.random_names}. Use "
+                "estimator='sample'."
+            )
+        return LinearOutputNoise(self, sites, flipout=self.estimator == "flipout")
 
     def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
         super()._setup_prototype(*args, **kwargs)
@@ -167,9 +215,9 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         """
         if self.prototype_trace is None or any(t is not None for t in self._transforms.values()):
             return None
-        if priors is None:  # draws only (prediction)
+        if priors is None:  # draws only (prediction: whole weight draws whatever the estimator)
             return _MeanFieldSampler(self, {name: None for name in self._transforms})
-        if set(priors) != set(self._transforms):
+        if self.estimator != "sample" or set(priors) != set(self._transforms):
             return None
         parts = {}
         for name in self._transforms:
@@ -309,6 +357,96 @@ class _MeanFieldSampler:
     input_fns = None
 
 
+_MF_ESTIMATORS = ("sample", "local_reparameterization", "flipout")
+#: ``infer`` key marking a sample site as a factor of :class:`AutoMeanFieldNormal`.
+_FACTOR_KEY = "pyro_bdl_factor"
+
+
+class _MeanOnly(dist.Independent):
+    """A Gaussian factor that emits its mean: the noise goes to the layer outputs instead.
+
+    Its KL to a Gaussian prior is the factor's (``Independent``'s registered KL), so the ELBO is
+    unchanged; its ``log_prob`` is never a valid Monte-Carlo KL, hence the Gaussian-prior check.
+    """
+
+    def rsample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+        return self.base_dist.loc.expand(self._extended_shape(torch.Size(sample_shape)))
+
+
+class LinearOutputNoise(Messenger):
+    r"""Effect handler: local reparameterization or flipout on the ``nn.Linear`` layers.
+
+    Two lower-variance estimators of the same expected log-likelihood under a mean-field
+    Gaussian :math:`q(W) = \prod \mathcal N(\mu, \sigma^2)`, each drawing its noise per
+    example (forward hooks on the layers; torch is never patched):
+
+    * **local reparameterization** (Kingma, Salimans & Welling 2015): the weight site emits
+      :math:`\mu`, and the layer output for input :math:`x` becomes
+      :math:`x\mu^\top + b + \sqrt{x^2 (\sigma^2)^\top}\,\epsilon`, the exact marginal
+      of :math:`xW^\top + b`, with fresh :math:`\epsilon` per example and unit;
+    * **flipout** (Wen et al. 2018): one draw :math:`W = \mu + \Delta W` per particle, and
+      per-example random signs :math:`s, r \in \{\pm 1\}`:
+      :math:`x\mu^\top + b + ((x \circ s)\Delta W^\top) \circ r`, again with the marginal
+      of :math:`xW^\top + b` but nearly independent across examples.
+
+    Both cost extra matrix products, so they are opt-in (``MeanFieldNormal(estimator=...)``)
+    and used by ``fit`` only; ``predict`` draws whole weights.
+
+    :param guide: the :class:`AutoMeanFieldNormal` whose factors are used.
+    :param sites: ``{site name: nn.Linear owning that weight}``.
+    :param flipout: flipout instead of local reparameterization.
+
+    Example::
+
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(),  # doctest: +SKIP
+        ...           guide=MeanFieldNormal(estimator="local_reparameterization"))
+        >>> bnn.fit(x, y, epochs=100)  # doctest: +SKIP
+    """
+
+    def __init__(self, guide: AutoMeanFieldNormal, sites: dict[str, nn.Module], flipout: bool):
+        super().__init__()
+        self.guide, self.sites, self.flipout = guide, sites, flipout
+        self._active: dict[nn.Module, str] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> LinearOutputNoise:
+        self._active = {}
+        for module in set(self.sites.values()):
+            self._handles.append(module.register_forward_hook(self._hook))
+        return super().__enter__()
+
+    def __exit__(self, *args: Any) -> Any:
+        for h in self._handles:
+            h.remove()
+        self._handles, self._active = [], {}
+        return super().__exit__(*args)
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        name = msg["name"]
+        if name not in self.sites or not msg["infer"].get(_FACTOR_KEY) or msg["is_observed"]:
+            return
+        self._active[self.sites[name]] = name
+        if not self.flipout:
+            fn = msg["fn"]
+            msg["fn"] = _MeanOnly(fn.base_dist, fn.reinterpreted_batch_ndims)
+
+    def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        name = self._active.get(module)
+        if name is None:  # a model run without the guide (e.g. from the prior)
+            return None
+        x = args[0]
+        loc = deep_getattr(self.guide.locs, name)
+        if not self.flipout:
+            scale = deep_getattr(self.guide.scales, name)
+            var = F.linear(x.square(), scale.square())
+            std = var.clamp_min(torch.finfo(var.dtype).tiny).sqrt()
+            return output + std * torch.randn_like(output)
+        delta = module.weight - loc
+        signs_in = torch.empty_like(x).bernoulli_(0.5).mul_(2).sub_(1)
+        signs_out = torch.empty_like(output).bernoulli_(0.5).mul_(2).sub_(1)
+        return F.linear(x, loc, module.bias) + F.linear(x * signs_in, delta) * signs_out
+
+
 _INIT_LOCS = {"net": init_to_net, "median": init_to_median, "sample": init_to_sample}
 
 
@@ -319,6 +457,10 @@ class MeanFieldNormal:
         fit near the network's point estimate.
     :param init_loc: ``"net"`` (the network's current weights), ``"median"`` (prior median),
         ``"sample"`` (a prior draw), or any Pyro ``init_loc_fn``.
+    :param estimator: how ``BNN.fit`` estimates the expected log-likelihood: ``"sample"`` (one
+        weight draw per particle, the default and the fastest), ``"local_reparameterization"``
+        or ``"flipout"`` (per-example noise on ``nn.Linear`` outputs, lower variance, slower on
+        CPU); see :class:`AutoMeanFieldNormal`.
 
     Example::
 
@@ -326,8 +468,13 @@ class MeanFieldNormal:
         ...           guide=MeanFieldNormal(init_scale=1e-3))
     """
 
-    def __init__(self, init_scale: float = 1e-2, init_loc: str | Callable = "net") -> None:
+    def __init__(
+        self, init_scale: float = 1e-2, init_loc: str | Callable = "net", estimator: str = "sample"
+    ) -> None:
         check_float("init_scale", init_scale)
+        if estimator not in _MF_ESTIMATORS:
+            raise ValueError(f"Expected estimator in {_MF_ESTIMATORS}, but got {estimator!r}.")
+        self.estimator = estimator
         if isinstance(init_loc, str):
             if init_loc not in _INIT_LOCS:
                 raise ValueError(
@@ -343,14 +490,20 @@ class MeanFieldNormal:
         """JSON-able constructor arguments (``None`` with a custom ``init_loc`` callable)."""
         if not isinstance(self.init_loc, str):
             return None
-        return {"init_scale": self.init_scale, "init_loc": self.init_loc}
+        cfg: dict = {"init_scale": self.init_scale, "init_loc": self.init_loc}
+        if self.estimator != "sample":
+            cfg["estimator"] = self.estimator
+        return cfg
 
     def __call__(self, model: Callable) -> AutoMeanFieldNormal:
         fn = _INIT_LOCS[self.init_loc] if isinstance(self.init_loc, str) else self.init_loc
-        return AutoMeanFieldNormal(model, init_loc_fn=fn, init_scale=self.init_scale)
+        return AutoMeanFieldNormal(
+            model, init_loc_fn=fn, init_scale=self.init_scale, estimator=self.estimator
+        )
 
     def __repr__(self) -> str:
-        return f"MeanFieldNormal(init_scale={self.init_scale}, init_loc={self.init_loc!r})"
+        extra = "" if self.estimator == "sample" else f", estimator={self.estimator!r}"
+        return f"MeanFieldNormal(init_scale={self.init_scale}, init_loc={self.init_loc!r}{extra})"
 
 
 def build_guide(spec: GuideLike, model: Callable) -> Callable:
@@ -937,8 +1090,13 @@ class AutoDropout(_FactorisedGuide):
             return None
         return _DropoutSampler(self, parts, modules)
 
-    def estimator_context(self, bnn: Any) -> contextlib.AbstractContextManager:
-        """The handler ``BNN.fit``/``predict`` run under: per-example masks or nothing."""
+    def estimator_context(
+        self, bnn: Any, training: bool = True
+    ) -> contextlib.AbstractContextManager:
+        """The handler ``BNN.fit``/``predict`` run under: per-example masks or nothing.
+
+        ``training`` is ignored: predictions draw per-example masks too, as MC dropout does.
+        """
         shapes = {
             bnn.site_name(n): p for n, p in bnn.net.named_parameters() if n in bnn.random_names
         }
