@@ -373,7 +373,42 @@ class _MeanOnly(dist.Independent):
         return self.base_dist.loc.expand(self._extended_shape(torch.Size(sample_shape)))
 
 
-class LinearOutputNoise(Messenger):
+class _LayerHooks(Messenger):
+    """A Messenger that hooks the layers owning some weight sites while it is active.
+
+    Subclasses set ``_pre`` (forward pre-hooks instead of forward hooks), implement ``_hook``
+    and fill ``_active`` (``{module: what the guide emitted}``) in ``_pyro_sample``. Hooks are
+    removed on exit; torch is never patched.
+    """
+
+    _pre = False
+
+    def __init__(self, sites: dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.sites = sites
+        self._active: dict[nn.Module, Any] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> _LayerHooks:
+        self._active = {}
+        for module in set(self.sites.values()):
+            register = (
+                module.register_forward_pre_hook if self._pre else module.register_forward_hook
+            )
+            self._handles.append(register(self._hook))
+        return super().__enter__()
+
+    def __exit__(self, *args: Any) -> Any:
+        for h in self._handles:
+            h.remove()
+        self._handles, self._active = [], {}
+        return super().__exit__(*args)
+
+    def _hook(self, module: nn.Module, *args: Any) -> Any:
+        raise NotImplementedError
+
+
+class LinearOutputNoise(_LayerHooks):
     r"""Effect handler: local reparameterization or flipout on the ``nn.Linear`` layers.
 
     Two lower-variance estimators of the same expected log-likelihood under a mean-field
@@ -404,22 +439,8 @@ class LinearOutputNoise(Messenger):
     """
 
     def __init__(self, guide: AutoMeanFieldNormal, sites: dict[str, nn.Module], flipout: bool):
-        super().__init__()
-        self.guide, self.sites, self.flipout = guide, sites, flipout
-        self._active: dict[nn.Module, str] = {}
-        self._handles: list[Any] = []
-
-    def __enter__(self) -> LinearOutputNoise:
-        self._active = {}
-        for module in set(self.sites.values()):
-            self._handles.append(module.register_forward_hook(self._hook))
-        return super().__enter__()
-
-    def __exit__(self, *args: Any) -> Any:
-        for h in self._handles:
-            h.remove()
-        self._handles, self._active = [], {}
-        return super().__exit__(*args)
+        super().__init__(sites)
+        self.guide, self.flipout = guide, flipout
 
     def _pyro_sample(self, msg: dict[str, Any]) -> None:
         name = msg["name"]
@@ -716,7 +737,7 @@ _MASKABLE = {
 }
 
 
-class PerExampleMasks(Messenger):
+class PerExampleMasks(_LayerHooks):
     """Effect handler: draw dropout masks per data point on the inputs of the masked layers.
 
     While active, the dropout guide's weight sites emit M (their :class:`MaskedWeight` is switched
@@ -735,8 +756,9 @@ class PerExampleMasks(Messenger):
         ...     terms = elbo_terms(bnn.model, bnn.guide, x, y)
     """
 
+    _pre = True
+
     def __init__(self, net: nn.Module, sites: dict[str, nn.Module]) -> None:
-        super().__init__()
         for name, module in sites.items():
             if type(module) not in _MASKABLE or getattr(module, "groups", 1) != 1:
                 raise ValueError(
@@ -744,22 +766,7 @@ class PerExampleMasks(Messenger):
                     f"(groups=1), but site {name!r} belongs to {type(module).__name__}. Use "
                     "estimator='per_particle', or keep that parameter deterministic with include=."
                 )
-        self.sites = sites
-        self._active: dict[nn.Module, MaskedWeight] = {}
-        self._handles: list[Any] = []
-
-    def __enter__(self) -> PerExampleMasks:
-        self._active = {}
-        for module in set(self.sites.values()):
-            self._handles.append(module.register_forward_pre_hook(self._hook))
-        return super().__enter__()
-
-    def __exit__(self, *args: Any) -> Any:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-        self._active = {}
-        return super().__exit__(*args)
+        super().__init__(sites)
 
     def _pyro_sample(self, msg: dict[str, Any]) -> None:
         fn = msg["fn"]
