@@ -46,6 +46,15 @@ def _check_tensor(name: str, x: object, *, floating: bool = True) -> Tensor:
     return x
 
 
+def _distinct_entries(x: Tensor) -> Tensor:
+    """A view of ``x`` without its broadcast (stride-0) dimensions: the same set of values."""
+    index = tuple(
+        slice(0, 1) if stride == 0 and size > 1 else slice(None)
+        for size, stride in zip(x.shape, x.stride(), strict=True)
+    )
+    return x[index]
+
+
 def _check_finite(name: str, x: Tensor) -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or infinite values."""
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
@@ -417,11 +426,12 @@ class Prediction:
                     "got a tensor. Drop scale= or use kind='gaussian'."
                 )
             scale = _broadcast_scale(_check_tensor("scale", scale), samples)
-            _check_finite("scale", scale)
-            if scale.numel() and float(scale.min()) <= 0.0:
+            distinct = _distinct_entries(scale)  # an expanded noise scale: check its values once
+            _check_finite("scale", distinct)
+            if distinct.numel() and float(distinct.min()) <= 0.0:
                 raise ValueError(
                     f"Expected scale > 0 (a noise standard deviation), got a minimum of "
-                    f"{float(scale.min()):.3g}. Pass scale=None for a noise-free predictive."
+                    f"{float(distinct.min()):.3g}. Pass scale=None for a noise-free predictive."
                 )
         if outputs is not None and not isinstance(outputs, Tensor):
             raise TypeError(f"Expected outputs to be a torch.Tensor or None, got {type(outputs)}.")
