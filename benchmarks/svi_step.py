@@ -116,6 +116,43 @@ def pyro_autonormal_step(sizes, task, x, y) -> Callable[[], None]:
     return lambda: svi.step(x, y)
 
 
+def bayesian_torch_step(sizes, task, x, y) -> Callable[[], None] | None:
+    """The peer bayesian-torch (Reparameterization layers, KL in closed form), if installed.
+
+    ``pip install bayesian-torch`` would replace torch 2.13 by a CUDA build; ``pip install
+    --no-deps bayesian-torch`` adds it without touching torch.
+    """
+    try:
+        from bayesian_torch.models.dnn_to_bnn import dnn_to_bnn, get_kl_loss
+    except ImportError:
+        return None
+    net = mlp(sizes)
+    prior = {
+        "prior_mu": 0.0,
+        "prior_sigma": 1.0,
+        "posterior_mu_init": 0.0,
+        "posterior_rho_init": -4.6,
+        "type": "Reparameterization",
+        "moped_enable": False,
+    }
+    dnn_to_bnn(net, prior)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    n = 10 * len(x)
+
+    def step() -> None:
+        out = net(x)
+        if task == "classification":
+            nll = nn.functional.cross_entropy(out, y, reduction="sum")
+        else:
+            nll = 0.5 * ((out.squeeze(-1) - y) ** 2).sum()
+        loss = nll * (n / len(x)) + get_kl_loss(net)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def loop_predict(net: nn.Module, draws: dict, x: torch.Tensor) -> torch.Tensor:
     """Plain torch: one functional_call per pre-drawn weight sample (forward only)."""
     s = next(iter(draws.values())).shape[0]
@@ -215,6 +252,9 @@ def bench_steps(net_name: str, batch: int, rounds: int) -> list[tuple[str, float
         "ConcreteDropout": bnn_step(sizes, task, x, y, ConcreteDropout(0.1)),
         "Pyro Trace_ELBO + AutoNormal (peer)": pyro_autonormal_step(sizes, task, x, y),
     }
+    peer = bayesian_torch_step(sizes, task, x, y)
+    if peer is not None:
+        contenders["bayesian-torch Reparameterization (peer)"] = peer
     med = time_interleaved(contenders, rounds)
     base = med["plain torch step"]
     return [(k, med[k] * 1e3, med[k] / base) for k in contenders]
