@@ -683,7 +683,7 @@ class BNN(PyroModule):
         f = self._forward(weights, x, sample_shape=sample_shape, input_fns=self._fast.input_fns)
         ndim = len(sample_shape)
         y = self._fast_target(y, f, ndim)
-        lp = self.likelihood.predictive_dist(f, ndim).log_prob(y)
+        lp = self.likelihood.log_density(f, y, ndim)
         loglik = (lp * (size / len(x))).sum() / num_particles
         return ELBOTerms(loglik, kl)
 

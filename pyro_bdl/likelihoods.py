@@ -9,6 +9,7 @@ leading draw dimensions (``sample_ndim`` of them: particles or posterior draws).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pyro
@@ -101,6 +102,19 @@ class Likelihood(PyroModule):
     def prediction(self, d: Distribution) -> Prediction:
         """Turn per-draw predictive distributions (batch ``(S, N)``) into a Prediction."""
         raise NotImplementedError
+
+    def log_density(self, f: torch.Tensor, y: torch.Tensor, sample_ndim: int = 0) -> torch.Tensor:
+        """``predictive_dist(f, sample_ndim).log_prob(y)``, shape ``f.shape[:sample_ndim + 1]``.
+
+        Subclasses may compute it without building the distribution (the trace-free SVI step
+        calls it every step, on targets already checked by :meth:`check_target`).
+
+        Example::
+
+            >>> HomoskedasticGaussian(1.0).log_density(torch.zeros(2, 1), torch.zeros(2))
+            tensor([-0.9189, -0.9189])
+        """
+        return self.predictive_dist(f, sample_ndim).log_prob(y)
 
     def config(self) -> dict | None:
         """JSON-able constructor arguments (for ``BNN.save``), or ``None`` if not describable."""
@@ -198,6 +212,12 @@ class Categorical(Likelihood):
 
     def prediction(self, d: Distribution) -> Prediction:
         return Prediction("categorical", samples=d.probs)
+
+    def log_density(self, f: torch.Tensor, y: torch.Tensor, sample_ndim: int = 0) -> torch.Tensor:
+        """Categorical log mass, as ``torch.distributions.Categorical(logits=f).log_prob``."""
+        log_pmf = f - f.logsumexp(dim=-1, keepdim=True)
+        index = y.long().unsqueeze(-1).expand(log_pmf.shape[:-1] + (1,))
+        return log_pmf.gather(-1, index).squeeze(-1)
 
 
 class _ElementwiseLikelihood(Likelihood):
@@ -368,6 +388,16 @@ class HomoskedasticGaussian(_Gaussian):
         # a sampled precision has batch shape sample_shape + (1,): already aligned with the plate
         scale = scale.reshape(scale.shape + (1,) * event) if scale.dim() else scale
         return self._event(dist.Normal(loc, scale), event)
+
+    def log_density(self, f: torch.Tensor, y: torch.Tensor, sample_ndim: int = 0) -> torch.Tensor:
+        """Normal log density, term for term as ``torch.distributions.Normal.log_prob``."""
+        if self.precision_prior is not None:
+            return super().log_density(f, y, sample_ndim)
+        (loc,) = self._split(f, sample_ndim)
+        scale = self.noise_scale(loc)
+        lp = -((y - loc) ** 2) / (2 * scale**2) - scale.log() - math.log(math.sqrt(2 * math.pi))
+        event = loc.dim() - sample_ndim - 1
+        return lp.sum(tuple(range(-event, 0))) if event else lp
 
     def __repr__(self) -> str:
         if self.fixed_scale is not None:
