@@ -389,6 +389,9 @@ class BatchedForward:
             if not sample_shape:
                 flat[name] = value.reshape(shape) if batch else value
                 continue
+            if len(sample_shape) == 1 and batch == sample_shape:
+                flat[name] = value  # already (S, *shape): no view nodes for autograd
+                continue
             extra = len(batch) - len(sample_shape)
             if extra > 0:  # size-1 dims of the model's plates, right of the sample dims
                 value = value.reshape(batch[:-extra] + shape)
