@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         out.append(
             table(
                 f"Prediction, {net}, S = 100, N = {n}",
-                bench_predict(net, n, 100, max(3, args.rounds // 5)),
+                bench_predict(net, n, 100, max(3, args.rounds // 3)),
             )
         )
     text = "\n".join(out)

@@ -1106,7 +1106,7 @@ class BNN(PyroModule):
                     _check_outputs(f, 1)
                     f_all = f.new_empty((num_samples,) + f.shape[1:])
                 f_all[start : start + c] = f
-            return self.likelihood.prediction(self.likelihood.predictive_dist(f_all, 1))
+            return self.likelihood.prediction_from_outputs(f_all, 1)
         with self.estimator(training=False):
             for start in range(0, num_samples, chunk):
                 c = min(chunk, num_samples - start)

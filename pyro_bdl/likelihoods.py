@@ -103,6 +103,19 @@ class Likelihood(PyroModule):
         """Turn per-draw predictive distributions (batch ``(S, N)``) into a Prediction."""
         raise NotImplementedError
 
+    def prediction_from_outputs(self, f: torch.Tensor, sample_ndim: int = 1) -> Prediction:
+        """``prediction(predictive_dist(f, sample_ndim))``: the Prediction of stacked outputs.
+
+        Subclasses may build it without the intermediate distribution (``BNN.predict`` calls it
+        once per prediction, on outputs ``(S, N, ...)``).
+
+        Example::
+
+            >>> HomoskedasticGaussian(0.5).prediction_from_outputs(torch.zeros(3, 4, 1)).kind
+            'gaussian'
+        """
+        return self.prediction(self.predictive_dist(f, sample_ndim))
+
     def log_density(self, f: torch.Tensor, y: torch.Tensor, sample_ndim: int = 0) -> torch.Tensor:
         """``predictive_dist(f, sample_ndim).log_prob(y)``, shape ``f.shape[:sample_ndim + 1]``.
 
@@ -388,6 +401,13 @@ class HomoskedasticGaussian(_Gaussian):
         # a sampled precision has batch shape sample_shape + (1,): already aligned with the plate
         scale = scale.reshape(scale.shape + (1,) * event) if scale.dim() else scale
         return self._event(dist.Normal(loc, scale), event)
+
+    def prediction_from_outputs(self, f: torch.Tensor, sample_ndim: int = 1) -> Prediction:
+        """The Gaussian Prediction of stacked outputs, without building the Normal first."""
+        if self.precision_prior is not None:
+            return super().prediction_from_outputs(f, sample_ndim)
+        (loc,) = self._split(f, sample_ndim)
+        return Prediction("gaussian", samples=loc, scale=self.noise_scale(loc).expand_as(loc))
 
     def log_density(self, f: torch.Tensor, y: torch.Tensor, sample_ndim: int = 0) -> torch.Tensor:
         """Normal log density, term for term as ``torch.distributions.Normal.log_prob``."""

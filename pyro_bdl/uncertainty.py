@@ -426,7 +426,7 @@ class Prediction:
                     "got a tensor. Drop scale= or use kind='gaussian'."
                 )
             scale = _broadcast_scale(_check_tensor("scale", scale), samples)
-            distinct = _distinct_entries(scale)  # an expanded noise scale: check its values once
+            distinct = _distinct_entries(scale).detach()  # an expanded scale: its values once
             _check_finite("scale", distinct)
             if distinct.numel() and float(distinct.min()) <= 0.0:
                 raise ValueError(

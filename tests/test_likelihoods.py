@@ -236,3 +236,29 @@ def test_log_density_equals_the_predictive_distributions_log_prob(lik, out, targ
     got = poutine.seed(lik.log_density, rng_seed=2)(f, y, ndim)
     assert got.shape == sample_shape + out[:1]
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "lik, out",
+    [
+        (HomoskedasticGaussian(0.3), (7, 1)),
+        (HomoskedasticGaussian(0.3), (7, 2)),
+        (HomoskedasticGaussian(), (7, 1)),
+        (HeteroskedasticGaussian(), (7, 2)),
+        (Categorical(), (7, 4)),
+        (Bernoulli(), (7, 1)),
+    ],
+    ids=["fixed", "fixed-2d", "learned", "hetero", "categorical", "bernoulli"],
+)
+def test_prediction_from_outputs_equals_the_prediction_of_the_predictive_distribution(lik, out):
+    """The shortcut predict uses builds the same Prediction (samples, scale; float64, exact)."""
+    torch.manual_seed(0)
+    f = torch.randn((5,) + out)
+    got = lik.prediction_from_outputs(f, 1)
+    expected = lik.prediction(lik.predictive_dist(f, 1))
+    assert got.kind == expected.kind
+    torch.testing.assert_close(got.samples, expected.samples, rtol=0, atol=0)
+    if expected.scale is None:
+        assert got.scale is None
+    else:
+        torch.testing.assert_close(got.scale, expected.scale, rtol=0, atol=0)
