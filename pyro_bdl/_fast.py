@@ -6,6 +6,8 @@ Both are exact re-arrangements of what the traced step does with Pyro's per-para
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from pyro.optim import PyroOptim
 
@@ -70,7 +72,7 @@ def fused_optimizer(optim: PyroOptim, params: list[torch.Tensor]) -> torch.optim
     return fused
 
 
-def gradients_finite(params: list[torch.Tensor]) -> bool:
+def gradients_finite(params: Iterable[torch.Tensor]) -> bool:
     """Whether every gradient is finite, with one reduction over all tensors.
 
     A total norm that overflows although every entry is finite counts as not finite: a gradient

@@ -884,7 +884,7 @@ class BNN(PyroModule):
         vectorize_particles: bool,
     ) -> tuple[ELBOTerms, set[torch.Tensor]]:
         """One ELBO estimate (trace-free when possible) and the parameters it depends on."""
-        if self._fast_params is not None and (vectorize_particles or num_particles == 1):
+        if self._steps_trace_free(num_particles, vectorize_particles):
             return self._fast_elbo_terms(x, y, size, num_particles), set(self._fast_params)
         with self.estimator(), poutine.trace(param_only=True) as capture:
             terms = elbo_terms(
@@ -898,14 +898,25 @@ class BNN(PyroModule):
             )
         return terms, {site["value"].unconstrained() for site in capture.trace.nodes.values()}
 
+    def _steps_trace_free(self, num_particles: int, vectorize_particles: bool) -> bool:
+        """Whether this fit's steps skip tracing (decided by ``_prepare_fast_path``)."""
+        return self._fast_params is not None and (vectorize_particles or num_particles == 1)
+
     def _fused_optimizer(
-        self, optim: pyro.optim.PyroOptim, num_particles: int, vectorize_particles: bool
+        self,
+        optim: pyro.optim.PyroOptim,
+        num_particles: int,
+        vectorize_particles: bool,
+        params: list[torch.Tensor] | None = None,
     ) -> torch.optim.Optimizer | None:
         """One torch optimiser over every parameter of a trace-free step (sharing ``optim``'s
-        state), when the steps are trace-free and ``optim`` is elementwise; else ``None``."""
-        if self._fast_params is None or not (vectorize_particles or num_particles == 1):
+        state), when the steps are trace-free and ``optim`` is elementwise; else ``None``.
+
+        :param params: the step's parameters in a fixed order (default: this fit's).
+        """
+        if not self._steps_trace_free(num_particles, vectorize_particles):
             return None
-        return fused_optimizer(optim, self._fast_params)
+        return fused_optimizer(optim, self._fast_params if params is None else params)
 
     def _step(
         self,
@@ -939,10 +950,9 @@ class BNN(PyroModule):
                     f"Parameters keep their last good values. {hint}"
                 )
         terms.loss.backward()
-        ordered = list(params)
-        if not gradients_finite(ordered):
-            bad = [p for p in ordered if p.grad is not None and not torch.isfinite(p.grad).all()]
-            for p in ordered:
+        if not gradients_finite(params):
+            bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
+            for p in params:
                 p.grad = None
             what = f"NaN/inf entries for {len(bad)} parameter tensor(s)" if bad else "an inf norm"
             raise DivergenceError(

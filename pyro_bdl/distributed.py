@@ -58,7 +58,6 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._fast import fused_optimizer
 from .bnn import (
     BNN,
     DRAWS_PLATE,
@@ -493,8 +492,8 @@ def fit_distributed(
         tensors,
         set(tensors),
     )
-    if bnn._fast_params is not None and (vectorize_particles or num_particles == 1):
-        run.fused = fused_optimizer(run.optim, tensors)  # the same update as BNN.fit
+    # the same update as BNN.fit
+    run.fused = bnn._fused_optimizer(run.optim, num_particles, vectorize_particles, tensors)
 
     start = time.perf_counter()
     bar = tqdm(range(epochs), disable=not progress or comm.rank != 0, desc="fit", unit="epoch")

@@ -49,6 +49,10 @@ __all__ = [
 
 GuideLike = Any  # a builder ``model -> guide``, an AutoGuide subclass, or None
 
+_MF_ESTIMATORS = ("sample", "local_reparameterization", "flipout")
+#: ``infer`` key marking a sample site as a factor of :class:`AutoMeanFieldNormal`.
+_FACTOR_KEY = "pyro_bdl_factor"
+
 
 def deep_getattr(obj: Any, name: str) -> Any:
     """``getattr`` along a dotted path (the inverse of Pyro's ``deep_setattr``)."""
@@ -62,6 +66,9 @@ class _FactorisedGuide(AutoGuide):
     :meth:`get_site_dist`; sampling every site is shared.
     """
 
+    #: ``infer`` entries of every site this guide samples (a subclass may mark its sites)
+    _site_infer: dict[str, Any] = {}
+
     def get_site_dist(self, name: str) -> dist.Distribution:
         """The factor q(W_name)."""
         raise NotImplementedError
@@ -71,7 +78,7 @@ class _FactorisedGuide(AutoGuide):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         return {
-            name: pyro.sample(name, self.get_site_dist(name))
+            name: pyro.sample(name, self.get_site_dist(name), infer=dict(self._site_infer))
             for name, _ in self.prototype_trace.iter_stochastic_nodes()
         }
 
@@ -100,6 +107,9 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         >>> draws = guide(x)  # {"0.weight": tensor(...), ...}  # doctest: +SKIP
     """
 
+    #: the sites are marked as this guide's factors, for :class:`LinearOutputNoise`
+    _site_infer = {_FACTOR_KEY: True}
+
     def __init__(
         self,
         model: Callable,
@@ -114,15 +124,6 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         self._init_scale = check_float("init_scale", init_scale)
         self.estimator = estimator
         super().__init__(InitMessenger(init_loc_fn)(model))
-
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Sample every latent site from its factor (marked as this guide's, for estimators)."""
-        if self.prototype_trace is None:
-            self._setup_prototype(*args, **kwargs)
-        return {
-            name: pyro.sample(name, self.get_site_dist(name), infer={_FACTOR_KEY: True})
-            for name, _ in self.prototype_trace.iter_stochastic_nodes()
-        }
 
     def estimator_context(
         self, bnn: Any, training: bool = True
@@ -266,6 +267,13 @@ def _normal_prior_parts(prior: Any, shape: torch.Size) -> tuple[torch.Tensor, to
     return base.loc.expand(shape), base.scale.expand(shape)
 
 
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The tensors' entries as one vector (a view for a single tensor)."""
+    if len(tensors) == 1:
+        return tensors[0].reshape(-1)
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
 def _uniform(t: torch.Tensor) -> float | None:
     """The single value of a tensor whose entries are all equal (``None`` otherwise)."""
     first = t.reshape(-1)[:1]
@@ -302,13 +310,6 @@ class _MeanFieldSampler:
         )
         self.const = float(prior_scale.log().sum()) - 0.5 * prior_scale.numel()
 
-    def _flat(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        return (
-            tensors[0].reshape(-1)
-            if len(tensors) == 1
-            else torch.cat([t.reshape(-1) for t in tensors])
-        )
-
     def __call__(
         self, sample_shape: tuple[int, ...] = (), with_kl: bool = True
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
@@ -324,8 +325,8 @@ class _MeanFieldSampler:
                 for n, m, rho in zip(self.names, self.locs, self.rhos, strict=True)
             }, None
         # one flat vector: fewer autograd nodes per step
-        loc = self._flat(self.locs)
-        scale = self.transform(self._flat(self.rhos))
+        loc = _flat(self.locs)
+        scale = self.transform(_flat(self.rhos))
         eps = torch.cat(
             [
                 torch.empty(shape + tuple(s), dtype=like.dtype, device=like.device)
@@ -355,11 +356,6 @@ class _MeanFieldSampler:
 
     #: no per-example noise
     input_fns = None
-
-
-_MF_ESTIMATORS = ("sample", "local_reparameterization", "flipout")
-#: ``infer`` key marking a sample site as a factor of :class:`AutoMeanFieldNormal`.
-_FACTOR_KEY = "pyro_bdl_factor"
 
 
 class _MeanOnly(dist.Independent):
@@ -882,11 +878,7 @@ class _DropoutSampler:
         if not self.has_kl:
             raise RuntimeError("This sampler was built without priors: it has no KL.")
         if self.flat_coef is not None:
-            flat = (
-                torch.cat([m.reshape(-1) for m in self.locs])
-                if len(self.locs) > 1
-                else self.locs[0].reshape(-1)
-            )
+            flat = _flat(self.locs)
             return draws, torch.dot(self.flat_coef * flat, flat) + self.fixed_const
         kl = self.fixed_const
         for n, m in zip(self.names, self.locs, strict=True):
