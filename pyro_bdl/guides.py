@@ -213,6 +213,13 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         :param priors: ``{site name: prior distribution}`` (event shape = the site's shape), or
             ``None`` for a sampler that only draws (``with_kl=False``), as prediction needs.
         :param bnn: unused (the dropout guide needs it).
+        :return: ``sampler(sample_shape=(), with_kl=True) -> ({site: draw of shape
+            sample_shape + site shape}, KL as a 0-dim tensor or None)``, or ``None``.
+
+        Example::
+
+            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)  # doctest: +SKIP
+            >>> draws, _ = sampler((10,), with_kl=False)  # draws["0.weight"]: (10, 50, 1)
         """
         if self.prototype_trace is None or any(t is not None for t in self._transforms.values()):
             return None
@@ -1067,6 +1074,14 @@ class AutoDropout(_FactorisedGuide):
         :param priors: ``{site name: prior distribution}``, or ``None`` for a sampler that only
             draws (``with_kl=False``), as prediction needs.
         :param bnn: the :class:`~pyro_bdl.BNN` whose network carries the masked layers.
+        :return: ``sampler(sample_shape=(), with_kl=True) -> ({site: M expanded to
+            sample_shape + site shape}, KL or None)`` with ``sampler.input_fns`` (the masks, for
+            :class:`~pyro_bdl.nn.BatchedForward`), or ``None``.
+
+        Example::
+
+            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)  # doctest: +SKIP
+            >>> means, _ = sampler(with_kl=False)  # {site: M}; masks via sampler.input_fns
         """
         if self.prototype_trace is None or self.estimator != "per_example":
             return None
