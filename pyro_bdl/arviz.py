@@ -64,7 +64,7 @@ from .uncertainty import Prediction
 
 with warnings.catch_warnings():
     # ArviZ 0.23 announces its 1.x refactor with a FutureWarning on import: nothing to act on.
-    warnings.filterwarnings("ignore", message="ArviZ is undergoing", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
     import arviz as az
 
 __all__ = [

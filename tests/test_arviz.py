@@ -40,7 +40,7 @@ from pyro_bdl.guides import BernoulliDropout
 
 with warnings.catch_warnings():
     # ArviZ 0.23 announces its 1.x refactor with a FutureWarning on first import
-    warnings.filterwarnings("ignore", message="ArviZ is undergoing", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
     import arviz as az
 
 ARVIZ0 = arviz_major_version() == 0

@@ -57,7 +57,7 @@ def leftovers(folder):
 
 def load_netcdf(path):
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="ArviZ is undergoing", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
         import arviz as az
     return az.from_netcdf(str(path))
 
