@@ -43,21 +43,22 @@ def main() -> dict[str, float]:
     bnn = BNN(b.mlp(sizes), dist.Normal(0.0, 1.0), b.likelihood("regression"), MeanFieldNormal())
     bnn.fit(x, y, epochs=1, progress=False)
     loc_scale = {k: (m.detach(), s.detach()) for k, (m, s) in bnn.guide.loc_scale().items()}
-    sampler = bnn._predict_sampler()
+    sampler = bnn.posterior(x).sampler  # the guide's trace-free sampler
+    forward = bnn.bayesian_model.forward
     with torch.no_grad():
         draws = sampler((20,), with_kl=False)[0]
-        f = torch.cat([bnn._forward(draws, x, sample_shape=(20,))] * 5)
+        f = torch.cat([forward(draws, x, sample_shape=(20,))] * 5)
         parts = {
             "predict": median_ms(lambda: bnn.predict(x, 100)),
             "plain loop drawing W ~ q": median_ms(
                 lambda: b.loop_predict_sampling(bnn.net, loc_scale, x, 100)
             ),
             "forward, 5 chunks of 20 draws": 5
-            * median_ms(lambda: bnn._forward(draws, x, sample_shape=(20,))),
+            * median_ms(lambda: forward(draws, x, sample_shape=(20,))),
             "weight draws, 5 chunks": 5 * median_ms(lambda: sampler((20,), with_kl=False)),
             "Prediction": median_ms(lambda: bnn.likelihood.prediction_from_outputs(f, 1)),
-            "input checks, probe, sampler": median_ms(
-                lambda: (bnn._check_inputs(x), bnn._probe_output(x), bnn._predict_sampler())
+            "input checks, probe, posterior": median_ms(
+                lambda: (bnn.check_data(x), bnn.posterior(x))
             ),
         }
     for name, ms in parts.items():

@@ -28,6 +28,10 @@ from torch import nn
 
 from pyro_bdl import BNN, Categorical, HomoskedasticGaussian, MeanFieldNormal
 from pyro_bdl.guides import BernoulliDropout, ConcreteDropout
+from pyro_bdl.inference.elbo import TraceFreeELBO, make_objective
+from pyro_bdl.inference.loop import FitResult, FitState
+from pyro_bdl.inference.loop import step as engine_step
+from pyro_bdl.inference.optim import Optimizer
 
 NETS = {
     "784-400-400-10": ((784, 400, 400, 10), "classification"),
@@ -78,12 +82,18 @@ def bnn_step(sizes, task, x, y, guide, num_particles=1) -> Callable[[], None]:
     optim = pyro.optim.Adam({"lr": 1e-3})
     n = 10 * len(x)
     bnn.fit(x, y, epochs=1, optim=optim, progress=False)  # build the guide, warm up
-    # what one step inside fit does: the trace-free step with the fused optimiser when possible
-    bnn._prepare_fast_path(x[:2], y[:2], n)
-    fused = bnn._fused_optimizer(optim, num_particles, True)
+    # what one step inside fit does, through the public engine: the objective fit would use
+    # (trace-free when possible), its optimiser (fused when possible), one step
+    objective = make_objective(
+        bnn.bayesian_model, bnn.guide, x[:2], y[:2], n, handler=bnn.estimator,
+        num_particles=num_particles,
+    )  # fmt: skip
+    fused = isinstance(objective, TraceFreeELBO)
+    optimizer = Optimizer(optim, objective.params if fused else None)
+    state = FitState(0, FitResult(n), torch.Generator())
 
     def step() -> None:
-        bnn._step(x, y, n, optim, num_particles, True, 0, fused)
+        engine_step(state, x, y, objective, optimizer, dataset_size=n, num_particles=num_particles)
 
     return step
 

@@ -49,7 +49,6 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import pyro
-import pyro.distributions as dist
 import torch
 import xarray as xr
 from pyro import poutine
@@ -58,7 +57,8 @@ from pyro.infer import MCMC
 from pyro.poutine.util import site_is_subsample
 
 from .bnn import BNN, FitResult
-from .guides import MaskedWeight
+from .inference.posterior import GuidePosterior, Posterior, SamplesPosterior, per_draw
+from .inference.predict import default_chunk, iter_draw_chunks, run_model
 from .likelihoods import OBS
 from .uncertainty import Prediction
 
@@ -94,11 +94,6 @@ OBS_SCALE = f"{OBS}_scale"
 #: Name of the group holding the guide's parameters and the ELBO trace.
 VARIATIONAL = "variational"
 
-#: Plate the draws are vectorised over (outside the likelihood's data plate, at dim -2).
-_DRAWS_PLATE = "arviz_draws"
-#: Memory one chunk of draws may use, in bytes.
-_CHUNK_BYTES = 64 * 2**20
-
 
 def arviz_major_version() -> int:
     """Major version of the installed ArviZ (0 or 1), which decides the output type.
@@ -116,20 +111,6 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"Expected {name} to be a positive int, but got {value!r}.")
     return int(value)
-
-
-def _latent_shapes(bnn: BNN, x: torch.Tensor) -> dict[str, torch.Size]:
-    """``{site: shape}`` of the model's latent sites, from one prior run on ``x[:1]``."""
-    with torch.no_grad(), torch.random.fork_rng(devices=[]), poutine.block():
-        trace = poutine.trace(bnn.model).get_trace(x[:1])
-    return {
-        name: site["value"].shape
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample"
-        and not site["is_observed"]
-        and not site_is_subsample(site)
-        and name != OBS  # y=None leaves the observation site unobserved here
-    }
 
 
 def _check_var_names(
@@ -150,10 +131,10 @@ def _check_var_names(
     return list(dict.fromkeys(var_names))
 
 
-def _default_chunk(sites: Mapping[str, torch.Size], n: int, dtype: torch.dtype) -> int:
-    weights = sum(math.prod(s) for s in sites.values())
-    per_draw = torch.finfo(dtype).bits // 8 * (4 * weights + 1024 * n)
-    return max(1, _CHUNK_BYTES // per_draw)
+def _chunk(bnn: BNN, x: torch.Tensor, chunk_size: int | None) -> int:
+    """The package's one chunk policy, over every latent site."""
+    model = bnn.bayesian_model
+    return chunk_size or default_chunk(model, len(x), _net_dtype(bnn), model.latent_shapes(x))
 
 
 def _net_dtype(bnn: BNN) -> torch.dtype:
@@ -198,8 +179,7 @@ def _record(
         draws.put(OBS_SCALE, start, pred.scale)
     for name in var_names:
         if name in weights:
-            w = weights[name]  # (c or 1, 1, *shape): the draws plate sits at dim -2
-            draws.put(name, start, w.expand((c, 1) + w.shape[2:]).reshape((c,) + w.shape[2:]))
+            draws.put(name, start, weights[name])  # (c, *shape)
     if observed:
         value = site["value"]
         draws.put("log_likelihood", start, fn.log_prob(value).expand(c, -1))
@@ -218,51 +198,22 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def _draws_from_guide(
+def _collect(
     bnn: BNN,
+    posterior: Posterior,
     x: torch.Tensor,
     y: torch.Tensor | None,
     num: int,
     chunk: int,
     var_names: Sequence[str],
 ) -> _Draws:
+    """Run the model on every chunk of draws and record the groups' per-draw arrays."""
     draws = _Draws(num, {})
-    for start in range(0, num, chunk):
-        c = min(chunk, num - start)
-        with pyro.plate(_DRAWS_PLATE, c, dim=-2):
-            guide_trace = poutine.trace(bnn.guide).get_trace(x, None)
-            model = poutine.replay(bnn.model, trace=guide_trace)
-            trace = poutine.trace(model).get_trace(x, y, dataset_size=len(x))
-        weights = {
-            n: s["value"]
-            for n, s in trace.nodes.items()
-            if s["type"] == "sample" and not s["is_observed"] and n in var_names
-        }
-        _record(draws, start, c, bnn, trace, weights, var_names, y is not None)
-    return draws
-
-
-@torch.no_grad()
-def _draws_from_samples(
-    bnn: BNN,
-    x: torch.Tensor,
-    y: torch.Tensor | None,
-    samples: Mapping[str, torch.Tensor],
-    chunk: int,
-    var_names: Sequence[str],
-) -> _Draws:
-    num = next(iter(samples.values())).shape[0]
-    draws = _Draws(num, {})
-    for start in range(0, num, chunk):
-        c = min(chunk, num - start)
-        data = {}
-        for k, v in samples.items():
-            v = v[start : start + c]
-            data[k] = v.reshape((c, 1) + v.shape[1:])  # the draws plate sits at dim -2
-        with pyro.plate(_DRAWS_PLATE, c, dim=-2):
-            model = poutine.condition(bnn.model, data=data)
-            trace = poutine.trace(model).get_trace(x, y, dataset_size=len(x))
-        _record(draws, start, c, bnn, trace, data, var_names, y is not None)
+    for start, chunk_draws in iter_draw_chunks(posterior, num, chunk=chunk):
+        trace = run_model(bnn.model, chunk_draws, x, y, dataset_size=len(x), sample_obs=True)
+        _record(
+            draws, start, chunk_draws.num, bnn, trace, chunk_draws.sites, var_names, y is not None
+        )
     return draws
 
 
@@ -468,7 +419,7 @@ def _grouped_samples(
 
 
 def to_inference_data(
-    fitted: BNN | MCMC | Mapping[str, torch.Tensor],
+    fitted: BNN | MCMC | SamplesPosterior | Mapping[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,
@@ -488,8 +439,10 @@ def to_inference_data(
     chunks of draws (bounded memory), and the groups listed in the module docstring are filled.
 
     :param fitted: a fitted :class:`~pyro_bdl.BNN`; a ``pyro.infer.MCMC`` that ran
-        ``bnn.model``; or samples grouped by chain ``{site: tensor (chains, draws, *shape)}``
-        (e.g. several single-chain runs stacked).
+        ``bnn.model``; samples grouped by chain ``{site: tensor (chains, draws, *shape)}``
+        (e.g. several single-chain runs stacked); or a
+        :class:`~pyro_bdl.inference.SamplesPosterior` (one chain: ensemble members, snapshots)
+        with ``bnn=``.
     :param x: inputs ``(N, ...)``.
     :param y: targets ``(N, ...)``; without them there is no ``log_likelihood`` or
         ``observed_data`` group, and ``posterior_predictive`` holds draws of y.
@@ -530,7 +483,7 @@ def to_inference_data(
         num_samples = _positive_int("num_samples", num_samples)
     elif isinstance(fitted, MCMC):
         model_bnn = _mcmc_bnn(fitted, bnn)
-    elif isinstance(fitted, Mapping):
+    elif isinstance(fitted, (Mapping, SamplesPosterior)):
         if bnn is None:
             raise ValueError("Expected bnn= with a dict of samples: the BNN whose model made them.")
         if not isinstance(bnn, BNN):
@@ -538,18 +491,18 @@ def to_inference_data(
         model_bnn = bnn
     else:
         raise TypeError(
-            "Expected fitted to be a BNN, a pyro.infer.MCMC or a dict of samples grouped by chain, "
-            f"but got {type(fitted).__name__}."
+            "Expected fitted to be a BNN, a pyro.infer.MCMC, a SamplesPosterior or a dict of "
+            f"samples grouped by chain, but got {type(fitted).__name__}."
         )
     x, y = model_bnn.check_data(x, y)
     if chunk_size is not None:
         chunk_size = _positive_int("chunk_size", chunk_size)
     if fit_result is not None and not isinstance(fitted, BNN):
         raise ValueError("Expected fit_result only with a BNN fitted by SVI, not with MCMC draws.")
-    sites = _latent_shapes(model_bnn, x)
+    sites = model_bnn.bayesian_model.latent_shapes(x)
     kind = model_bnn.likelihood.kind
     var_names = _check_var_names(var_names, sites, kind)
-    chunk = chunk_size or _default_chunk(sites, len(x), _net_dtype(model_bnn))
+    chunk = _chunk(model_bnn, x, chunk_size)
     diverging = None
     if isinstance(fitted, BNN):
         fitted.ensure_guide(x)
@@ -557,8 +510,24 @@ def to_inference_data(
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            draws = _draws_from_guide(fitted, x, y, num_samples, chunk, var_names)
+            # one W for all data points (per-draw masks for dropout): pointwise log-likelihoods
+            # of the same draw, as LOO needs
+            posterior = GuidePosterior(
+                fitted.guide, fitted.bayesian_model, args=(x,), shapes=sites, per_example=False
+            )
+            draws = _collect(fitted, posterior, x, y, num_samples, chunk, var_names)
         inference = "svi"
+    elif isinstance(fitted, SamplesPosterior):
+        chains, total = 1, int(fitted.num_draws or 0)
+        num = total if num_samples is None else _positive_int("num_samples", num_samples)
+        missing = sorted(set(sites) - set(fitted.samples))
+        if missing or num > total:
+            raise ValueError(
+                f"Expected draws for every latent site of the model and num_samples <= {total}, "
+                f"but got none for {missing} and num_samples={num}."
+            )
+        draws = _collect(model_bnn, fitted, x, y, num, chunk, var_names)
+        inference = "samples"
     else:
         flat, chains, diverging = _grouped_samples(fitted, num_samples)
         missing = sorted(set(sites) - set(flat))
@@ -566,7 +535,8 @@ def to_inference_data(
             raise ValueError(
                 f"Expected draws for every latent site of the model, but got none for {missing}."
             )
-        draws = _draws_from_samples(model_bnn, x, y, flat, chunk, var_names)
+        num = next(iter(flat.values())).shape[0]
+        draws = _collect(model_bnn, SamplesPosterior(flat), x, y, num, chunk, var_names)
         inference = "mcmc"
     groups = _groups(model_bnn, draws, chains, x, var_names, inference, class_labels)
     attrs = _attrs(inference)
@@ -680,65 +650,30 @@ def psislw(log_ratios: np.ndarray | Sequence[float]) -> tuple[np.ndarray, float]
     return np.asarray(log_weights, dtype=np.float64), float(np.asarray(khat))
 
 
-def _per_draw(lp: torch.Tensor, c: int) -> torch.Tensor:
-    """Sum a site's log-density over everything but the draws dim (at -2): shape ``(c,)``."""
-    if lp.dim() > 2:
-        raise ValueError(
-            f"Expected site log-densities with batch dims (draws, data) at most, but got shape "
-            f"{tuple(lp.shape)}: psis_khat supports the BNN's single data plate only."
-        )
-    lp = lp.reshape((1,) * (2 - lp.dim()) + lp.shape)
-    return lp.expand(c, lp.shape[-1]).sum(-1)
-
-
-def _check_guide_density(guide_trace: poutine.Trace, model_trace: poutine.Trace) -> None:
-    sites = {
-        n: s
-        for n, s in guide_trace.nodes.items()
-        if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)
-    }
-    auxiliary = [n for n in sites if n not in model_trace.nodes]
-    for name, site in sites.items():
-        fn = site["fn"]
-        base = fn.base_dist if isinstance(fn, dist.Independent) else fn
-        if isinstance(base, MaskedWeight):
-            raise ValueError(
-                f"Expected a guide with a density over the weights, but site {name!r} is a "
-                "dropout factor (MaskedWeight): its log_prob is the mask's log-probability, not "
-                "a density of W, so p(W, y) / q(W) is undefined and PSIS k̂ has no meaning. "
-                "Compare dropout with the other fits through to_inference_data and az.compare "
-                "(LOO) instead."
-            )
-        if isinstance(base, dist.Delta) and name in model_trace.nodes and not auxiliary:
-            raise ValueError(
-                f"Expected a guide with a density over the weights, but site {name!r} is a point "
-                "mass (Delta, e.g. AutoDelta): q(W) has no density, so PSIS k̂ is undefined."
-            )
-
-
 @torch.no_grad()
 def _log_ratios(bnn: BNN, x: torch.Tensor, y: torch.Tensor, num: int, chunk: int) -> np.ndarray:
     n = len(x)
+    model = bnn.bayesian_model
+    posterior = GuidePosterior(
+        bnn.guide,
+        model,
+        args=(x, y),
+        kwargs={"dataset_size": n},
+        shapes=model.latent_shapes(x),
+        per_example=False,
+        log_q=True,
+    )
     out = np.empty(num, dtype=np.float64)
-    for start in range(0, num, chunk):
-        c = min(chunk, num - start)
-        with pyro.plate(_DRAWS_PLATE, c, dim=-2):
-            guide_trace = poutine.trace(bnn.guide).get_trace(x, y, dataset_size=n)
-            model = poutine.replay(bnn.model, trace=guide_trace)
-            model_trace = poutine.trace(model).get_trace(x, y, dataset_size=n)
-        if start == 0:
-            _check_guide_density(guide_trace, model_trace)
+    for start, draws in iter_draw_chunks(posterior, num, chunk=chunk):
+        c = draws.num
+        trace = run_model(bnn.model, draws, x, y, dataset_size=n)
         log_p = torch.zeros(c, dtype=torch.float64)
-        for site in model_trace.nodes.values():
+        for site in trace.nodes.values():
             if site["type"] == "sample" and not site_is_subsample(site):
                 lp = site["fn"].log_prob(site["value"])
-                log_p += _per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c)
-        log_q = torch.zeros(c, dtype=torch.float64)
-        for site in guide_trace.nodes.values():
-            if site["type"] == "sample" and not site_is_subsample(site):
-                lp = site["fn"].log_prob(site["value"])
-                log_q += _per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c)
-        out[start : start + c] = (log_p - log_q).numpy()
+                log_p += per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c)
+        assert draws.log_q is not None  # asked for
+        out[start : start + c] = (log_p - draws.log_q).numpy()
     return out
 
 
@@ -789,7 +724,7 @@ def psis_khat(
     if chunk_size is not None:
         chunk_size = _positive_int("chunk_size", chunk_size)
     fitted.ensure_guide(x)
-    chunk = chunk_size or _default_chunk(_latent_shapes(fitted, x), len(x), _net_dtype(fitted))
+    chunk = _chunk(fitted, x, chunk_size)
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)

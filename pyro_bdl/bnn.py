@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import os
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,46 +19,38 @@ import pyro
 import pyro.optim
 import torch
 from pyro import poutine
-from pyro.infer.util import zero_grads
 from pyro.nn import PyroModule
-from pyro.poutine.messenger import Messenger
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import __version__
-from ._fast import fused_optimizer, gradients_finite
 from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from .guides import GuideLike, build_guide, guide_config, guide_from_config
-from .infer import ELBOTerms, elbo_terms
-from .likelihoods import OBS, Likelihood, _check_outputs, likelihood_from_config
-from .nn import INIT_KEY, BatchedForward, broadcast_shapes, is_real_support, sample_shape_of
-from .priors import PriorLike, as_prior, prior_from_config
+from .inference.callbacks import Callback, Checkpoint, EpochCallback, Progress
+from .inference.elbo import TraceFreeELBO, make_objective
+from .inference.loop import (
+    DivergenceError,
+    FitResult,
+    FitState,
+    LoaderBatches,
+    TensorBatches,
+)
+from .inference.loop import fit as run_fit
+from .inference.optim import Optimizer, make_optim
+from .inference.posterior import DRAWS_PLATE, GuidePosterior, Posterior, SamplesPosterior
+from .inference.predict import predict
+from .likelihoods import OBS, Likelihood, likelihood_from_config
+from .model import BayesianModel
+from .priors import Prior, PriorLike, as_prior, prior_from_config
 from .uncertainty import Prediction
 
 __all__ = ["BNN", "FitResult", "DivergenceError"]
 
 _names = itertools.count()
 
-#: Plate used by :meth:`BNN.predict` to draw weights in parallel (outside the data plate).
-DRAWS_PLATE = "posterior_draws"
+__all__ += ["DRAWS_PLATE"]  # the one draws plate, defined in pyro_bdl.inference.posterior
 
 #: Tensor-name prefixes of the optimiser and RNG state in a fit checkpoint.
 _FIT_STATE_KEYS = ("optim/", "rng.")
-
-#: Memory a default prediction chunk may use, in bytes.
-_CHUNK_BYTES = 64 * 2**20
-_CHAIN_CHUNK_BYTES = 4 * 2**20
-
-
-def _concatenate(parts: list[Prediction]) -> Prediction:
-    if len(parts) == 1:
-        return parts[0]
-    scales = [p.scale for p in parts]
-    return Prediction(
-        parts[0].kind,
-        samples=torch.cat([p.samples for p in parts]),
-        scale=None if scales[0] is None else torch.cat(scales),
-    )
 
 
 class _InSet:
@@ -135,50 +124,6 @@ def _unflatten(plain: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
         items = [_unflatten(v, tensors, path) for v in plain["__list__"]]
         return tuple(items) if plain.get("tuple") else items
     return plain
-
-
-class _SkipObservation(Messenger):
-    """Leave the ``"obs"`` site unsampled: prediction needs its distribution, not a draw."""
-
-    def _pyro_sample(self, msg: dict[str, Any]) -> None:
-        if msg["name"] == OBS and msg["value"] is None:
-            fn = msg["fn"]
-            msg["value"] = torch.zeros(fn.batch_shape + fn.event_shape)
-
-
-class DivergenceError(FloatingPointError):
-    """The ELBO became NaN or infinite during :meth:`BNN.fit`."""
-
-
-@dataclass
-class FitResult:
-    """What :meth:`BNN.fit` measured. All ELBO values are **per datum** (nats / N).
-
-    :ivar elbo: per-epoch mean of the step estimates of ELBO / N.
-    :ivar loglik: per-epoch expected log-likelihood / N.
-    :ivar kl: per-epoch KL(q || p) / N.
-    :ivar step_elbo: the same per optimisation step (and ``step_loglik``, ``step_kl``).
-    :ivar dataset_size: N.
-    :ivar seconds: wall time of the fit.
-    """
-
-    dataset_size: int
-    elbo: list[float] = field(default_factory=list)
-    loglik: list[float] = field(default_factory=list)
-    kl: list[float] = field(default_factory=list)
-    step_elbo: list[float] = field(default_factory=list)
-    step_loglik: list[float] = field(default_factory=list)
-    step_kl: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def num_steps(self) -> int:
-        """Number of optimisation steps taken."""
-        return len(self.step_elbo)
-
-    def __repr__(self) -> str:
-        last = f", elbo/N={self.elbo[-1]:.4f}" if self.elbo else ""
-        return f"FitResult(epochs={len(self.elbo)}, steps={self.num_steps}{last})"
 
 
 def _check_tensor(name: str, t: Any) -> torch.Tensor:
@@ -262,35 +207,34 @@ class BNN(PyroModule):
         # Reach the net through a plain attribute: PyroModule.__getattr__ would register the
         # whole net (lifted parameters included) with pyro.module whenever a Pyro context is on.
         object.__setattr__(self, "_net", net)
-        self.prior = as_prior(prior, include)
-        random = self.prior.random_parameters(net)
-        for n, param in random:
-            support = self.prior.site_dist(n, param).support
-            if not is_real_support(support):
-                raise ValueError(
-                    f"Expected a prior with real support for network weight {n!r}, but got "
-                    f"support {support}. Weights are unconstrained: use a Normal-like prior, "
-                    "or constrain the weight inside the network."
-                )
-        self.random_names = [n for n, _ in random]
-        chosen = set(self.random_names)
-        self.deterministic_names = [n for n, _ in net.named_parameters() if n not in chosen]
-        self.prefix = prefix
+        prior = as_prior(prior, include)
         self.likelihood = likelihood
-        self._shapes = {n: p.shape for n, p in net.named_parameters()}
-        self._forward = BatchedForward(net, vectorize)
+        #: the Pyro program (prior, likelihood, lifted net); it owns no parameters, so the
+        #: state-dict and param-store names stay this BNN's
+        self.bayesian_model = BayesianModel(
+            net, prior, likelihood, prefix=prefix, name=name, vectorize=vectorize
+        )
+        self.random_names = list(self.bayesian_model.random_names)
+        self.deterministic_names = list(self.bayesian_model.deterministic_names)
+        self.prefix = prefix
+        self._shapes = self.bayesian_model.shapes
+        self._forward = self.bayesian_model.forward
         self.guide_spec = guide
         self.guide = build_guide(guide, self.model)
-        #: parameters of a step (sorted by param-store name) when steps are trace-free
-        self._fast_params: list[torch.Tensor] | None = None
-        #: the guide's trace-free sampler (see ``_prepare_fast_path``)
-        self._fast: Any = None
-        self._target_layouts: dict[tuple, tuple] = {}
-        self._fast_ok: bool | None = None
-        self._prior_cache: tuple[Any, dict[str, Any]] | None = None
         #: the :class:`FitResult` of the last :meth:`fit` (``None`` before fitting)
         self.fit_result: FitResult | None = None
+        #: the :class:`~pyro_bdl.inference.loop.FitState` the last :meth:`fit` ended in
+        self.fit_state: FitState | None = None
         self._input_shape: tuple[int, ...] | None = None
+
+    @property
+    def prior(self) -> Prior:
+        """The prior p(W) (assigning one changes the model's prior)."""
+        return self.bayesian_model.prior
+
+    @prior.setter
+    def prior(self, value: Prior) -> None:
+        self.bayesian_model.prior = value
 
     # ------------------------------------------------------------------ the Pyro program
     def site_name(self, param_name: str) -> str:
@@ -307,27 +251,10 @@ class BNN(PyroModule):
         :param dataset_size: N for minibatch scaling (default: the likelihood's, else ``B``).
         :return: y (observed or sampled), shape ``sample_shape + (B, ...)``.
         """
-        params = dict(self._net.named_parameters())
-        for n in self.deterministic_names:
-            if params[n].requires_grad:  # frozen parameters stay out of the optimiser
-                pyro.param(f"{self.name}.net.{n}", params[n])
-        priors = self._prior_dists(params)
-        weights = {
-            n: pyro.sample(self.site_name(n), priors[n], infer={INIT_KEY: params[n].detach()})
-            for n in self.random_names
-        }
-        sample_shape = sample_shape_of(weights, self._shapes)
-        f = self._forward(weights, x, sample_shape=sample_shape)
-        return self.likelihood(f, y, dataset_size=dataset_size, sample_ndim=len(sample_shape))
+        return self.bayesian_model(x, y, dataset_size=dataset_size)
 
     def _prior_dists(self, params: dict[str, torch.Tensor]) -> dict[str, Any]:
-        """Prior site distributions, rebuilt only when the prior, dtype or device changes."""
-        p0 = params[self.random_names[0]]
-        key = (id(self.prior), p0.dtype, p0.device)
-        if self._prior_cache is None or self._prior_cache[0] != key:
-            dists = {n: self.prior.site_dist(n, params[n]) for n in self.random_names}
-            self._prior_cache = (key, dists)
-        return self._prior_cache[1]
+        return self.bayesian_model.prior_dists(params)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Same as :meth:`model`."""
@@ -340,9 +267,7 @@ class BNN(PyroModule):
         :param x: inputs ``(N, ...)``.
         :return: outputs ``(S, N, ...)``.
         """
-        shapes = {n: w.shape[:1] for n, w in weights.items()}
-        sample_shape = broadcast_shapes(*shapes.values())
-        return self._forward(weights, x, sample_shape=sample_shape)
+        return self.bayesian_model.outputs(weights, x)
 
     def estimator(self, training: bool = True) -> contextlib.AbstractContextManager:
         """The effect handler ``fit`` (``training``) and ``predict`` run under, as the guide asks.
@@ -374,7 +299,7 @@ class BNN(PyroModule):
         :raises ValueError: if the network cannot process ``x`` (wrong feature shape or dtype).
         """
         try:
-            with self._side_effect_free(), torch.no_grad():
+            with self.bayesian_model.side_effect_free(), torch.no_grad():
                 out = self._net(x[:2])
         except (RuntimeError, TypeError, ValueError, IndexError) as e:
             raise ValueError(
@@ -438,54 +363,21 @@ class BNN(PyroModule):
         """
         if getattr(self.guide, "prototype_trace", True) is not None:
             return
-        with self._side_effect_free(), poutine.block():
+        with self.bayesian_model.side_effect_free(), poutine.block():
             # autoguides treat unobserved sites as latent: build them with an observed y
             y = poutine.trace(self.model).get_trace(x[:2]).nodes[OBS]["value"]
             self.guide(x[:2], y)
 
-    @contextlib.contextmanager
-    def _side_effect_free(self) -> Iterator[None]:
-        """Run a probe without consuming random numbers or changing the network's buffers."""
-        buffers = [(b, b.clone()) for b in self._net.buffers()]
-        try:
-            with torch.random.fork_rng(devices=[]):
-                yield
-        finally:
-            with torch.no_grad():
-                for b, saved in buffers:
-                    b.copy_(saved)
-
     # ------------------------------------------------------------------ fitting
-    def _batches(
-        self, x: Any, y: Any, batch_size: int | None, shuffle: bool, generator: torch.Generator
-    ) -> tuple[int, Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]]:
+    def _batches(self, x: Any, y: Any, batch_size: int | None, shuffle: bool) -> Any:
         if isinstance(x, torch.utils.data.DataLoader):
             if y is not None:
                 raise ValueError("Expected y=None when x is a DataLoader (it yields (x, y) pairs).")
-            loader = x
-            n = len(loader.dataset)  # type: ignore[arg-type]
-
-            def loader_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-                for batch in loader:
-                    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                        raise ValueError(
-                            "Expected the DataLoader to yield (x, y) pairs, but got "
-                            f"{type(batch).__name__} of length {len(batch)}."
-                        )
-                    yield self._check_data(*batch)
-
-            return n, loader_batches
+            return LoaderBatches(x, self._check_data)
         x, y = self._check_data(x, y)
-        n = len(x)
-        bs = n if batch_size is None else min(_positive_int("batch_size", batch_size), n)
-
-        def tensor_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            order = torch.randperm(n, generator=generator) if shuffle and bs < n else None
-            for i in range(0, n, bs):
-                idx = order[i : i + bs] if order is not None else slice(i, i + bs)
-                yield x[idx], y[idx]
-
-        return n, tensor_batches
+        if batch_size is not None:
+            _positive_int("batch_size", batch_size)
+        return TensorBatches(x, y, batch_size, shuffle)
 
     def fit(
         self,
@@ -506,6 +398,8 @@ class BNN(PyroModule):
         checkpoint_path: str | os.PathLike | None = None,
         resume_from: str | os.PathLike | None = None,
         distributed: bool = False,
+        callbacks: Sequence[Callback] = (),
+        elbo: str = "auto",
     ) -> FitResult:
         """Fit the guide (and the deterministic parameters) by SVI.
 
@@ -531,6 +425,11 @@ class BNN(PyroModule):
             and reproduces the uninterrupted run exactly (same data and arguments).
         :param distributed: data-parallel SVI over an initialised ``torch.distributed`` group
             (see :func:`pyro_bdl.distributed.fit_distributed`; ``batch_size`` is global).
+        :param callbacks: :class:`~pyro_bdl.inference.callbacks.Callback` objects (e.g.
+            ``EarlyStop(patience=50)``, a per-step collector), run after the built-in ones.
+        :param elbo: the ELBO estimator: ``"auto"`` (trace-free when the guide offers it: the
+            same estimate from the same random numbers, without Pyro's tracing), ``"traced"``
+            (always Pyro's traced estimate) or ``"trace_free"`` (fail if not available).
         :return: a :class:`FitResult` with the per-datum ELBO, expected log-likelihood and KL.
         :raises DivergenceError: if the ELBO becomes NaN/inf; parameters keep their last good
             values.
@@ -565,18 +464,7 @@ class BNN(PyroModule):
             )
         epochs = _positive_int("epochs", epochs)
         num_particles = _positive_int("num_particles", num_particles)
-        if optim is None:
-            if isinstance(lr, bool) or not (
-                isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)
-            ):
-                raise ValueError(f"Expected lr > 0, but got {lr!r}.")
-            optim = pyro.optim.Adam({"lr": float(lr)})
-        elif not isinstance(optim, pyro.optim.PyroOptim):
-            raise TypeError(
-                "Expected optim to be a pyro.optim optimiser such as "
-                "pyro.optim.Adam({'lr': 1e-3}), "
-                f"but got {type(optim).__name__}."
-            )
+        optim = make_optim(lr, optim)
         if checkpoint_every is not None:
             _positive_int("checkpoint_every", checkpoint_every)
             if checkpoint_path is None:
@@ -586,128 +474,54 @@ class BNN(PyroModule):
         generator = torch.Generator().manual_seed(
             int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
         )
-        n_data, batches = self._batches(x, y, batch_size, shuffle, generator)
-        if not isinstance(x, torch.utils.data.DataLoader):
-            self._check_targets_against_outputs(y, self._probe_output(x))
-        size = self.likelihood.dataset_size or n_data
-        result = FitResult(dataset_size=size)
-        first = 0
+        data = self._batches(x, y, batch_size, shuffle)
+        if isinstance(data, TensorBatches):
+            self._check_targets_against_outputs(data.y, self._probe_output(data.x))
+        size = self.likelihood.dataset_size or data.size
+        state = FitState(0, FitResult(dataset_size=size), generator)
         if resume_from is not None:
-            first = self._resume(resume_from, optim, generator, result, x)
-        if isinstance(x, torch.utils.data.DataLoader):  # one example, without drawing a batch
+            self._resume(resume_from, optim, state, x)
+        if isinstance(data, TensorBatches):
+            probe = (data.x[:2], data.y[:2])
+        else:  # one example, without drawing a batch
             x0, y0 = x.dataset[0]
             probe = self._check_data(torch.as_tensor(x0)[None], torch.as_tensor(y0)[None])
-        else:
-            probe = (x[:2], y[:2])
         self._input_shape = tuple(probe[0].shape[1:])  # the data are valid from here on
-        self._prepare_fast_path(*probe, size)
-        fused = self._fused_optimizer(optim, num_particles, vectorize_particles)
-        start = time.perf_counter()
-        bar = tqdm(range(first, epochs), disable=not progress, desc="fit", unit="epoch")
-        for epoch in bar:
-            step_terms = [
-                self._step(
-                    xb,
-                    yb,
-                    size,
-                    optim,
-                    num_particles,
-                    vectorize_particles,
-                    result.num_steps + i,
-                    fused,
-                )
-                for i, (xb, yb) in enumerate(batches())
-            ]
-            for t in step_terms:
-                result.step_elbo.append((t[0] - t[1]) / size)
-                result.step_loglik.append(t[0] / size)
-                result.step_kl.append(t[1] / size)
-            k = len(step_terms)
-            result.loglik.append(sum(result.step_loglik[-k:]) / k)
-            result.kl.append(sum(result.step_kl[-k:]) / k)
-            result.elbo.append(result.loglik[-1] - result.kl[-1])
-            bar.set_postfix(elbo=f"{result.elbo[-1]:.4g}")
-            if checkpoint_every is not None and (epoch + 1) % checkpoint_every == 0:
-                self._write_fit_checkpoint(checkpoint_path, epoch + 1, optim, generator, result)
-            if callback is not None and callback(epoch, result):
-                break
-        result.seconds = time.perf_counter() - start
-        self.fit_result = result
-        return result
+        objective = make_objective(
+            self.bayesian_model,
+            self.guide,
+            *probe,
+            size,
+            estimator=elbo,
+            handler=self.estimator,
+            num_particles=num_particles,
+            vectorize_particles=vectorize_particles,
+        )
+        fused = isinstance(objective, TraceFreeELBO)
+        optimizer = Optimizer(optim, objective.params if fused else None)
+        steps: list[Callback] = [Progress()] if progress else []
+        if checkpoint_every is not None:
+            path = checkpoint_path
 
-    # ------------------------------------------------------------------ the trace-free step
-    def _prepare_fast_path(self, x: torch.Tensor, y: torch.Tensor, size: int) -> None:
-        """Decide once per ``fit`` whether steps can skip tracing, without touching the RNG.
+            def save(state: FitState) -> None:
+                self._write_fit_checkpoint(path, state, optim)
 
-        A traced pass on two data points registers every parameter with Pyro's param store (so
-        ``pyro.optim`` can name them) and collects them; the guide is then asked for a
-        trace-free sampler (``trace_free_sampler``: draws and closed-form KL computed without
-        Pyro, from the same random calls), and the trace-free estimate is tried once. The
-        decision does not depend on earlier steps, so a resumed fit takes the same path as an
-        uninterrupted one.
-        """
-        self._fast_params = None
-        self._fast = None
-        self._target_layouts = {}
-        make = getattr(self.guide, "trace_free_sampler", None)
-        if self._fast_ok is False or make is None:
-            return
-        with self._side_effect_free(), torch.no_grad():
-            with self.estimator(), poutine.trace(param_only=True) as capture:
-                elbo_terms(self.model, self.guide, x, y, dataset_size=size)
-            params = dict(self._net.named_parameters())
-            priors = {self.site_name(n): d for n, d in self._prior_dists(params).items()}
-            sampler = make(priors, self)
-            traced = [
-                capture.trace.nodes[name]["value"].unconstrained()
-                for name in sorted(capture.trace.nodes)
-            ]
-            if sampler is None or not set(sampler.params) <= set(traced):
-                self._fast_ok = False  # this guide/prior/likelihood needs the traced path
-                return
-            self._fast = sampler
-            self._fast_elbo_terms(x, y, size, 1)
-        self._fast_params = traced
-
-    def _fast_elbo_terms(
-        self, x: torch.Tensor, y: torch.Tensor, size: int, num_particles: int
-    ) -> ELBOTerms:
-        """The ELBO estimate of :func:`elbo_terms` for this model/guide pair, without tracing.
-
-        Same random draws, same closed-form KL, same scaling; checked against the traced path
-        in the tests.
-        """
-        sample_shape = (num_particles,) if num_particles > 1 else ()
-        draws, kl = self._fast(sample_shape)
-        weights = {n: draws[self.site_name(n)] for n in self.random_names}
-        f = self._forward(weights, x, sample_shape=sample_shape, input_fns=self._fast.input_fns)
-        ndim = len(sample_shape)
-        y = self._fast_target(y, f, ndim)
-        lp = self.likelihood.log_density(f, y, ndim)
-        loglik = (lp * (size / len(x))).sum() / num_particles
-        return ELBOTerms(loglik, kl)
-
-    def _fast_target(self, y: torch.Tensor, f: torch.Tensor, ndim: int) -> torch.Tensor:
-        """``likelihood.check_target`` once per target layout, then only its reshape and cast.
-
-        Every minibatch of a fit comes from targets whose values were validated as a whole
-        (``check_data``), so repeating the value checks each step is redundant. Only a
-        ``check_target`` that returned a reshape/cast of ``y`` (checked on the first batch) is
-        shortcut; any other (stacking, conversion) runs every step.
-        """
-        key = (tuple(y.shape[1:]), y.dtype, tuple(f.shape[ndim + 1 :]), f.dtype, ndim)
-        layout = self._target_layouts.get(key)
-        if layout is None or y.shape[0] != f.shape[ndim]:
-            checked = self.likelihood.check_target(y, f, ndim)
-            plain = torch.is_tensor(checked) and checked.shape[:1] == y.shape[:1]
-            plain = plain and checked.numel() == y.numel()  # a reshape (and cast) of y only?
-            plain = plain and torch.equal(y.reshape(checked.shape).to(checked.dtype), checked)
-            self._target_layouts[key] = (tuple(checked.shape[1:]), checked.dtype) if plain else ()
-            return checked
-        if not layout:
-            return self.likelihood.check_target(y, f, ndim)
-        shape, dtype = layout
-        return y.reshape(y.shape[:1] + shape).to(dtype)
+            steps.append(Checkpoint(checkpoint_every, save))
+        if callback is not None:
+            steps.append(EpochCallback(callback))
+        state = run_fit(
+            objective,
+            optimizer,
+            data,
+            epochs=epochs,
+            state=state,
+            dataset_size=size,
+            num_particles=num_particles,
+            callbacks=[*steps, *callbacks],
+        )
+        self.fit_result = state.history
+        self.fit_state = state
+        return state.history
 
     # ------------------------------------------------------------------ saving and loading
     def _config(self) -> dict[str, Any]:
@@ -826,12 +640,7 @@ class BNN(PyroModule):
         return f"{self.name}."
 
     def _write_fit_checkpoint(
-        self,
-        path: str | os.PathLike,
-        epoch: int,
-        optim: pyro.optim.PyroOptim,
-        generator: torch.Generator,
-        result: FitResult,
+        self, path: str | os.PathLike, state: FitState, optim: pyro.optim.PyroOptim
     ) -> None:
         prefix = self._state_prefix()
         optim_state = {
@@ -841,22 +650,17 @@ class BNN(PyroModule):
         tensors = dict(self.state_dict())
         tensors.update(flat_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.shuffle"] = generator.get_state()
-        history = {k: v for k, v in vars(result).items() if isinstance(v, list)}
+        tensors["rng.shuffle"] = state.generator.get_state()
+        history = {k: v for k, v in vars(state.history).items() if isinstance(v, list)}
         config = {
             "bnn": self._config(),
-            "fit": {"epoch": epoch, "history": history, "optim": optim_plain},
+            "fit": {"epoch": state.epoch, "history": history, "optim": optim_plain},
         }
         write_checkpoint(path, config, tensors)
 
     def _resume(
-        self,
-        path: str | os.PathLike,
-        optim: pyro.optim.PyroOptim,
-        generator: torch.Generator,
-        result: FitResult,
-        x: Any,
-    ) -> int:
+        self, path: str | os.PathLike, optim: pyro.optim.PyroOptim, state: FitState, x: Any
+    ) -> None:
         config, tensors = read_checkpoint(path)
         fit = config.get("fit")
         if not isinstance(fit, dict):
@@ -870,115 +674,12 @@ class BNN(PyroModule):
         optim_state = _unflatten(fit["optim"], tensors, "optim")
         optim.set_state({self._state_prefix() + k: v for k, v in optim_state.items()})
         torch.set_rng_state(tensors["rng.torch"])
-        generator.set_state(tensors["rng.shuffle"])
+        state.generator.set_state(tensors["rng.shuffle"])
         for k, v in fit["history"].items():
-            getattr(result, k).extend(v)
-        return int(fit["epoch"])
-
-    def _elbo_and_params(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        size: int,
-        num_particles: int,
-        vectorize_particles: bool,
-    ) -> tuple[ELBOTerms, set[torch.Tensor]]:
-        """One ELBO estimate (trace-free when possible) and the parameters it depends on."""
-        if self._steps_trace_free(num_particles, vectorize_particles):
-            return self._fast_elbo_terms(x, y, size, num_particles), set(self._fast_params)
-        with self.estimator(), poutine.trace(param_only=True) as capture:
-            terms = elbo_terms(
-                self.model,
-                self.guide,
-                x,
-                y,
-                dataset_size=size,
-                num_particles=num_particles,
-                vectorize_particles=vectorize_particles,
-            )
-        return terms, {site["value"].unconstrained() for site in capture.trace.nodes.values()}
-
-    def _steps_trace_free(self, num_particles: int, vectorize_particles: bool) -> bool:
-        """Whether this fit's steps skip tracing (decided by ``_prepare_fast_path``)."""
-        return self._fast_params is not None and (vectorize_particles or num_particles == 1)
-
-    def _fused_optimizer(
-        self,
-        optim: pyro.optim.PyroOptim,
-        num_particles: int,
-        vectorize_particles: bool,
-        params: list[torch.Tensor] | None = None,
-    ) -> torch.optim.Optimizer | None:
-        """One torch optimiser over every parameter of a trace-free step (sharing ``optim``'s
-        state), when the steps are trace-free and ``optim`` is elementwise; else ``None``.
-
-        :param params: the step's parameters in a fixed order (default: this fit's).
-        """
-        if not self._steps_trace_free(num_particles, vectorize_particles):
-            return None
-        return fused_optimizer(optim, self._fast_params if params is None else params)
-
-    def _step(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        size: int,
-        optim: pyro.optim.PyroOptim,
-        num_particles: int,
-        vectorize_particles: bool,
-        step: int,
-        fused: torch.optim.Optimizer | None = None,
-    ) -> tuple[float, float]:
-        hint = (
-            "Lower the learning rate, use a smaller init_scale for the guide, or standardise "
-            "the data."
-        )
-        try:
-            terms, params = self._elbo_and_params(x, y, size, num_particles, vectorize_particles)
-        except ValueError as e:
-            if "Expected parameter" not in str(e):
-                raise
-            raise DivergenceError(
-                f"The guide's parameters left their support (step {step}): "
-                f"{str(e).splitlines()[0]} {hint}"
-            ) from e
-        loglik, kl = terms.loglik.item(), terms.kl.item()
-        for term, value in (("expected log-likelihood", loglik), ("KL", kl)):
-            if not math.isfinite(value):
-                raise DivergenceError(
-                    f"The ELBO diverged: its {term} term is {value} (step {step}). "
-                    f"Parameters keep their last good values. {hint}"
-                )
-        terms.loss.backward()
-        if not gradients_finite(params):
-            bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
-            for p in params:
-                p.grad = None
-            what = f"NaN/inf entries for {len(bad)} parameter tensor(s)" if bad else "an inf norm"
-            raise DivergenceError(
-                f"The ELBO's gradient has {what} (step {step}). Parameters keep their last good "
-                f"values. {hint}"
-            )
-        if fused is not None:
-            fused.step()
-            fused.zero_grad(set_to_none=True)
-        else:
-            optim(params)
-            zero_grads(params)
-        return loglik, kl
+            getattr(state.history, k).extend(v)
+        state.epoch = int(fit["epoch"])
 
     # ------------------------------------------------------------------ prediction
-    def _default_chunk(self, n: int, dtype: torch.dtype) -> int:
-        """Draws per batched forward: about 64 MB of work for ``vmap``; for a Linear chain,
-        whose activations are known, about 4 MB of them (cache-sized chunks are fastest)."""
-        weights = sum(math.prod(self._shapes[k]) for k in self.random_names)
-        width = self._forward.activation_width()
-        if width is not None:
-            per_draw = torch.finfo(dtype).bits // 8 * (n * width)
-            return max(1, _CHAIN_CHUNK_BYTES // per_draw)
-        per_draw = torch.finfo(dtype).bits // 8 * (4 * weights + 1024 * n)
-        return max(1, _CHUNK_BYTES // per_draw)
-
     @torch.no_grad()
     def predict(
         self,
@@ -988,6 +689,7 @@ class BNN(PyroModule):
         chunk_size: int | None = None,
         seed: int | None = None,
         distributed: bool = False,
+        posterior: Posterior | None = None,
     ) -> Prediction:
         """Posterior predictive: ``num_samples`` weight draws from the guide, batched in chunks.
 
@@ -995,6 +697,10 @@ class BNN(PyroModule):
         :param num_samples: number of posterior draws S.
         :param chunk_size: draws per batched forward (default: sized to about 64 MB).
         :param seed: if given, predictions are reproducible without touching the global RNG.
+        :param posterior: where the draws come from (default: the fitted guide); any
+            :class:`~pyro_bdl.inference.Posterior`, e.g. a
+            :class:`~pyro_bdl.inference.SamplesPosterior` of MCMC draws or ensemble members
+            (``num_samples`` at most its ``num_draws``).
         :param distributed: split the forward work over an initialised ``torch.distributed``
             group and gather the draws on every rank (the same draws as one process).
         :return: a :class:`~pyro_bdl.uncertainty.Prediction` with ``samples`` of shape
@@ -1008,6 +714,8 @@ class BNN(PyroModule):
         if distributed:
             from .distributed import predict_distributed
 
+            if posterior is not None:
+                raise ValueError("Expected posterior=None with distributed=True (the guide's).")
             return predict_distributed(self, x, num_samples, seed=seed, chunk_size=chunk_size)
         x = self._check_inputs(x)
         num_samples = _positive_int("num_samples", num_samples)
@@ -1018,7 +726,9 @@ class BNN(PyroModule):
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            pred = self._predict(x, num_samples, chunk_size)
+            source = self.posterior(x) if posterior is None else posterior
+            pred = predict(self.bayesian_model, source, x, num_samples, chunk=chunk_size)
+            assert pred is not None  # every chunk is kept
         self._input_shape = tuple(x.shape[1:])
         return pred
 
@@ -1080,52 +790,24 @@ class BNN(PyroModule):
         if len(set(sizes.values())) != 1:
             raise ValueError(f"Expected the same number of draws for every site, but got {sizes}.")
         num = next(iter(sizes.values()))
-        chunk = chunk_size or self._default_chunk(len(x), dtype)
-        parts = []
-        for start in range(0, num, chunk):
-            c = min(chunk, num - start)
-            data = {}
-            for k, v in samples.items():
-                v = v[start : start + c]
-                data[k] = v.reshape((c, 1) + v.shape[1:])  # the draws plate sits at dim -2
-            with pyro.plate(DRAWS_PLATE, c, dim=-2), _SkipObservation():
-                trace = poutine.trace(poutine.condition(self.model, data=data)).get_trace(x, None)
-            parts.append(self.likelihood.prediction(trace.nodes[OBS]["fn"]))
-        return _concatenate(parts)
+        pred = predict(self.bayesian_model, SamplesPosterior(samples), x, num, chunk=chunk_size)
+        assert pred is not None  # every chunk is kept
+        return pred
 
-    def _predict_sampler(self) -> Any:
-        """The guide's trace-free sampler for prediction (``None``: use the traced path)."""
-        make = getattr(self.guide, "trace_free_sampler", None)
-        return None if make is None else make(None, self)
+    def posterior(self, x: torch.Tensor, *, per_example: bool = True) -> GuidePosterior:
+        """The fitted guide as a :class:`~pyro_bdl.inference.GuidePosterior` (a source of draws).
 
-    def _predict(self, x: torch.Tensor, num_samples: int, chunk_size: int | None) -> Prediction:
-        dtype = next(self._net.parameters()).dtype
-        chunk = chunk_size or self._default_chunk(len(x), dtype)
-        parts = []
-        sampler = self._predict_sampler()
-        if sampler is not None:
-            # the traced path below without Pyro: the same draws, the same forward, the chunks'
-            # outputs gathered in one tensor
-            f_all = None
-            for start in range(0, num_samples, chunk):
-                c = min(chunk, num_samples - start)
-                draws, _ = sampler((c,), with_kl=False)
-                weights = {n: draws[self.site_name(n)] for n in self.random_names}
-                f = self._forward(weights, x, sample_shape=(c,), input_fns=sampler.input_fns)
-                if f_all is None:
-                    _check_outputs(f, 1)
-                    f_all = f.new_empty((num_samples,) + f.shape[1:])
-                f_all[start : start + c] = f
-            return self.likelihood.prediction_from_outputs(f_all, 1)
-        with self.estimator(training=False):
-            for start in range(0, num_samples, chunk):
-                c = min(chunk, num_samples - start)
-                with pyro.plate(DRAWS_PLATE, c, dim=-2), _SkipObservation():
-                    guide_trace = poutine.trace(self.guide).get_trace(x, None)
-                    model = poutine.replay(self.model, trace=guide_trace)
-                    model_trace = poutine.trace(model).get_trace(x, None)
-                parts.append(self.likelihood.prediction(model_trace.nodes[OBS]["fn"]))
-        return _concatenate(parts)
+        :param x: example inputs ``(B, ...)``: the guide is built on them if it is still lazy,
+            and called with them.
+        :param per_example: allow per-example noise (MC dropout's masks), as :meth:`predict`
+            draws; ``False`` draws one W for all data points.
+
+        Example::
+
+            >>> draws = bnn.posterior(x).sample(10)  # Draws: draws.sites["0.weight"] (10, ...)
+        """
+        self.ensure_guide(x)
+        return GuidePosterior(self.guide, self.bayesian_model, args=(x,), per_example=per_example)
 
     def __repr__(self) -> str:
         return (

@@ -58,17 +58,11 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 from tqdm.auto import tqdm
 
-from .bnn import (
-    BNN,
-    DRAWS_PLATE,
-    DivergenceError,
-    FitResult,
-    _concatenate,
-    _positive_int,
-    _SkipObservation,
-)
-from .infer import elbo_terms
-from .likelihoods import OBS
+from .bnn import BNN, DivergenceError, FitResult, _positive_int
+from .inference.elbo import Objective, TraceFreeELBO, elbo_terms, make_objective
+from .inference.loop import HINT
+from .inference.optim import Optimizer, make_optim
+from .inference.predict import default_chunk, predict
 from .uncertainty import Prediction
 
 __all__ = ["DistributedFitError", "fit_distributed", "predict_distributed"]
@@ -92,9 +86,6 @@ _BATCH_STATISTIC_MODULES = (
     nn.LazyBatchNorm3d,
     nn.SyncBatchNorm,
 )
-
-
-_HINT = "Lower the learning rate, use a smaller init_scale for the guide, or standardise the data."
 
 
 class DistributedFitError(RuntimeError):
@@ -239,21 +230,6 @@ def _check_supported(bnn: BNN) -> None:
             )
 
 
-def _make_optim(lr: float, optim: pyro.optim.PyroOptim | None) -> pyro.optim.PyroOptim:
-    if optim is None:
-        if isinstance(lr, bool) or not (
-            isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)
-        ):
-            raise ValueError(f"Expected lr > 0, but got {lr!r}.")
-        return pyro.optim.Adam({"lr": float(lr)})
-    if not isinstance(optim, pyro.optim.PyroOptim):
-        raise TypeError(
-            "Expected optim to be a pyro.optim optimiser such as pyro.optim.Adam({'lr': 1e-3}), "
-            f"but got {type(optim).__name__}."
-        )
-    return optim
-
-
 def _rng_devices(bnn: BNN) -> list[int]:
     device = next(bnn.net.parameters()).device
     return [device.index or 0] if device.type == "cuda" else []
@@ -279,14 +255,30 @@ class _NoDraws(Messenger):
             msg["value"] = torch.zeros(shape, dtype=self.like.dtype, device=self.like.device)
 
 
-def _trainable(bnn: BNN, x: torch.Tensor, y: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
-    """Create every trainable parameter now and return them by param-store name.
+def _trainable(
+    bnn: BNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    size: int,
+    num_particles: int,
+    vectorize_particles: bool,
+) -> tuple[Objective, dict[str, torch.Tensor]]:
+    """The objective :meth:`BNN.fit` would use, and every trainable parameter by name.
 
     The guide is built exactly as :meth:`BNN.fit` builds it (under a forked RNG when the
     trace-free step applies, else consuming the RNG as the first traced step would), so the random
     stream matches a single-process fit.
     """
-    bnn._prepare_fast_path(x, y, size)
+    objective = make_objective(
+        bnn.bayesian_model,
+        bnn.guide,
+        x,
+        y,
+        size,
+        handler=bnn.estimator,
+        num_particles=num_particles,
+        vectorize_particles=vectorize_particles,
+    )
     if getattr(bnn.guide, "prototype_trace", True) is None:
         # BNN.fit would build this guide lazily in its first traced step: build it the same way
         # (initialisation draws included), but leave the step's own draws to the step
@@ -296,7 +288,7 @@ def _trainable(bnn: BNN, x: torch.Tensor, y: torch.Tensor, size: int) -> dict[st
         with bnn.estimator(), poutine.trace(param_only=True) as capture:
             elbo_terms(bnn.model, bnn.guide, x, y, dataset_size=size)
     params = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
-    return dict(sorted(params.items()))
+    return objective, dict(sorted(params.items()))
 
 
 def _global_batches(
@@ -312,16 +304,14 @@ def _global_batches(
 class _Run:
     """What every step of one :func:`fit_distributed` call needs."""
 
-    bnn: BNN
+    objective: Objective
     x: torch.Tensor
     y: torch.Tensor
     size: int
-    optim: pyro.optim.PyroOptim
+    optimizer: Optimizer  # BNN.fit's update (fused when BNN.fit fuses it)
     num_particles: int
-    vectorize_particles: bool
     tensors: list[torch.Tensor]  # every trainable parameter, sorted by name
     known: set[torch.Tensor]
-    fused: torch.optim.Optimizer | None = None  # BNN.fit's fused optimiser, when it uses one
 
 
 def _local_loss(
@@ -332,15 +322,14 @@ def _local_loss(
     The estimate is :meth:`BNN.fit`'s (trace-free when possible, traced otherwise).
     """
     try:
-        terms, touched = run.bnn._elbo_and_params(
-            x, y, run.size, run.num_particles, run.vectorize_particles
-        )
+        terms, params = run.objective(x, y, run.size, run.num_particles)
+        touched = set(params)
     except ValueError as exc:  # as BNN.fit: a guide parameter that left its support
         if "Expected parameter" not in str(exc):
             raise
         raise DivergenceError(
             f"The guide's parameters left their support (step {step}): "
-            f"{str(exc).splitlines()[0]} {_HINT}"
+            f"{str(exc).splitlines()[0]} {HINT}"
         ) from exc
     if not touched <= run.known:
         raise RuntimeError(
@@ -424,7 +413,7 @@ def fit_distributed(
             )
         epochs = _positive_int("epochs", epochs)
         num_particles = _positive_int("num_particles", num_particles)
-        optimiser = _make_optim(lr, optim)
+        optimiser = make_optim(lr, optim)
         _check_supported(bnn)
         x, checked = bnn.check_data(x, y)
         y = cast(torch.Tensor, checked)  # given targets, check_data returns them
@@ -472,8 +461,9 @@ def fit_distributed(
     generator = torch.Generator().manual_seed(seed)
     result = FitResult(dataset_size=size)
     params: dict[str, torch.Tensor] = {}
+    objective: Objective | None = None
     try:
-        params = _trainable(bnn, x[:2], y[:2], size)
+        objective, params = _trainable(bnn, x[:2], y[:2], size, num_particles, vectorize_particles)
     except Exception as exc:
         error = exc
     counts = [len(params), sum(p.numel() for p in params.values())]
@@ -481,19 +471,18 @@ def fit_distributed(
     _check_same(table, ["the number of parameters", "the number of parameter entries"], "guide")
     tensors = list(params.values())
     _broadcast_parameters(comm, tensors)
+    fused = isinstance(objective, TraceFreeELBO)
     run = _Run(
-        bnn,
+        cast(Objective, objective),  # set on every rank once the checks passed
         x,
         y,
         size,
-        cast(pyro.optim.PyroOptim, optimiser),  # set on every rank once the checks passed
+        # the same update as BNN.fit
+        Optimizer(cast(pyro.optim.PyroOptim, optimiser), tensors if fused else None),
         num_particles,
-        vectorize_particles,
         tensors,
         set(tensors),
     )
-    # the same update as BNN.fit
-    run.fused = bnn._fused_optimizer(run.optim, num_particles, vectorize_particles, tensors)
 
     start = time.perf_counter()
     bar = tqdm(range(epochs), disable=not progress or comm.rank != 0, desc="fit", unit="epoch")
@@ -596,7 +585,7 @@ def _step(comm: _Group, run: _Run, idx: torch.Tensor, step: int, epoch: int) -> 
             zero_grads(tensors)
             raise DivergenceError(
                 f"The ELBO diverged: its {term} term is {value} (step {step}). Parameters keep "
-                f"their last good values. {_HINT}"
+                f"their last good values. {HINT}"
             )
     reduced = buffer[:numel].split([t.numel() for t in tensors])
     for t, g, has in zip(tensors, reduced, flags[: len(tensors)], strict=True):
@@ -606,14 +595,9 @@ def _step(comm: _Group, run: _Run, idx: torch.Tensor, step: int, epoch: int) -> 
         zero_grads(tensors)
         raise DivergenceError(
             f"The ELBO's gradient has NaN/inf entries (step {step}). Parameters keep their last "
-            f"good values. {_HINT}"
+            f"good values. {HINT}"
         )
-    if run.fused is not None:
-        run.fused.step()
-        run.fused.zero_grad(set_to_none=True)
-    else:
-        run.optim(tensors)
-        zero_grads(tensors)
+    run.optimizer.step(tensors)
     return total_loglik, total_kl
 
 
@@ -664,7 +648,9 @@ def predict_distributed(
         if chunk_size is not None:
             chunk_size = _positive_int("chunk_size", chunk_size)
         bnn.ensure_guide(x)
-        chunk = chunk_size or bnn._default_chunk(len(x), next(bnn.net.parameters()).dtype)
+        model = bnn.bayesian_model
+        dtype = next(bnn.net.parameters()).dtype
+        chunk = chunk_size or default_chunk(model, len(x), dtype, model.latent_shapes(x))
         posterior = [p for _, p in sorted(bnn.named_parameters())]
         values = [
             num_samples,
@@ -718,21 +704,17 @@ def predict_distributed(
 def _predict_chunks(
     bnn: BNN, x: torch.Tensor, num_samples: int, chunk: int, seed: int, mine: set[int]
 ) -> Prediction | None:
-    """The draws of :meth:`BNN._predict`, with the forward run only for the chunks in ``mine``."""
-    parts = []
+    """The draws of :meth:`BNN.predict`, with the forward run only for the chunks in ``mine``."""
     with torch.random.fork_rng(devices=_rng_devices(bnn)):
         torch.manual_seed(seed)
-        with bnn.estimator(training=False):
-            for j, start in enumerate(range(0, num_samples, chunk)):
-                c = min(chunk, num_samples - start)
-                with pyro.plate(DRAWS_PLATE, c, dim=-2), _SkipObservation():
-                    guide_trace = poutine.trace(bnn.guide).get_trace(x, None)
-                    if j not in mine:
-                        continue
-                    model = poutine.replay(bnn.model, trace=guide_trace)
-                    model_trace = poutine.trace(model).get_trace(x, None)
-                parts.append(bnn.likelihood.prediction(model_trace.nodes[OBS]["fn"]))
-    return _concatenate(parts) if parts else None
+        return predict(
+            bnn.bayesian_model,
+            bnn.posterior(x),
+            x,
+            num_samples,
+            chunk=chunk,
+            keep=mine.__contains__,
+        )
 
 
 def _gather_draws(

@@ -19,9 +19,11 @@ from pyro_bdl import (
     IIDPrior,
     MeanFieldNormal,
 )
-from pyro_bdl.bnn import DRAWS_PLATE
 from pyro_bdl.guides import BernoulliDropout, ConcreteDropout
 from pyro_bdl.infer import elbo_terms
+from pyro_bdl.inference import DRAWS_PLATE, default_chunk
+from pyro_bdl.inference.elbo import TracedELBO, TraceFreeELBO
+from pyro_bdl.inference.predict import SkipObservation, concatenate
 
 # --------------------------------------------------------------------------- conjugate model
 N, D, SIGMA, ALPHA = 40, 3, 0.5, 1.0
@@ -200,12 +202,31 @@ def test_trace_free_predict_equals_the_traced_predict(guide, chunk_size):
     torch.manual_seed(0)
     bnn = BNN(mlp_regressor(), dist.Normal(0.0, 1.0), HomoskedasticGaussian(), guide=guide)
     bnn.fit(x, y, epochs=5, batch_size=10, lr=0.01, progress=False, seed=0)
-    assert bnn._predict_sampler() is not None and bnn._forward._chain is not None
+    assert bnn.posterior(x).sampler is not None  # predict takes the trace-free path
+    assert bnn.bayesian_model.forward.activation_width() is not None  # ... and the Linear chain
     fast = bnn.predict(x, 10, seed=3, chunk_size=chunk_size)
-    bnn._predict_sampler = lambda: None  # the traced path
-    slow = bnn.predict(x, 10, seed=3, chunk_size=chunk_size)
+    model = bnn.bayesian_model
+    chunk = chunk_size or default_chunk(model, len(x), x.dtype, model.latent_shapes(x))
+    slow = traced_predict(bnn, x, 10, seed=3, chunk=chunk)
     torch.testing.assert_close(fast.samples, slow.samples, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fast.scale, slow.scale, rtol=1e-12, atol=1e-12)
+
+
+def traced_predict(bnn, x, num, *, seed, chunk):
+    """The traced reference of predict: the guide traced under the draws plate and the guide's
+    own estimator handler (per-example masks for the dropout guides), the model replayed."""
+    parts = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with bnn.estimator(training=False):
+            for start in range(0, num, chunk):
+                c = min(chunk, num - start)
+                with pyro.plate(DRAWS_PLATE, c, dim=-2), SkipObservation():
+                    guide_trace = poutine.trace(bnn.guide).get_trace(x, None)
+                    model = poutine.replay(bnn.model, trace=guide_trace)
+                    model_trace = poutine.trace(model).get_trace(x, None)
+                parts.append(bnn.likelihood.prediction(model_trace.nodes["obs"]["fn"]))
+    return concatenate(parts)
 
 
 def test_predict_chunking_and_seed_reproducibility():
@@ -534,8 +555,6 @@ def test_trace_free_step_equals_the_traced_step(guide, num_particles):
     runs = []
     for fast in (True, False):
         bnn = BNN(mlp_regressor(), dist.Normal(0.0, 1.0), HomoskedasticGaussian(), guide=guide)
-        if not fast:
-            bnn._fast_ok = False  # force Pyro's traced ELBO every step
         optim = pyro.optim.Adam({"lr": 0.01})
         result = bnn.fit(
             x,
@@ -546,8 +565,9 @@ def test_trace_free_step_equals_the_traced_step(guide, num_particles):
             progress=False,
             seed=0,
             num_particles=num_particles,
+            elbo="auto" if fast else "traced",  # "traced": Pyro's traced ELBO every step
         )
-        assert (bnn._fast_params is not None) is fast
+        assert isinstance(bnn.fit_state.objective, TraceFreeELBO) is fast
         state = {k.split(".", 1)[1]: v for k, v in optim.get_state().items()}  # drop BNN<k>.
         runs.append((result, dict(bnn.named_parameters()), state))
     (r_fast, p_fast, o_fast), (r_slow, p_slow, o_slow) = runs
@@ -570,11 +590,10 @@ def test_fit_continues_the_optimiser_state_it_is_given():
     runs = []
     for fast in (True, False):
         bnn = BNN(mlp_regressor(), dist.Normal(0.0, 1.0), HomoskedasticGaussian())
-        if not fast:
-            bnn._fast_ok = False
         optim = pyro.optim.Adam({"lr": 0.01})
-        bnn.fit(x, y, epochs=3, batch_size=10, optim=optim, progress=False, seed=0)
-        bnn.fit(x, y, epochs=3, batch_size=10, optim=optim, progress=False, seed=1)
+        kw = dict(batch_size=10, optim=optim, progress=False, elbo="auto" if fast else "traced")
+        bnn.fit(x, y, epochs=3, seed=0, **kw)
+        bnn.fit(x, y, epochs=3, seed=1, **kw)
         steps = {float(v["state"][0]["step"]) for v in optim.get_state().values()}
         assert steps == {6 * math.ceil(len(x) / 10)}
         runs.append(dict(bnn.named_parameters()))
@@ -587,7 +606,9 @@ def test_trace_free_step_falls_back_for_latent_likelihood_sites():
     lik = HomoskedasticGaussian(precision_prior=dist.Gamma(2.0, 1.0))
     bnn = BNN(mlp_regressor(), dist.Normal(0.0, 1.0), lik, guide=MeanFieldNormal())
     bnn.fit(x, y, epochs=3, progress=False)
-    assert bnn._fast_ok is False and bnn._fast_params is None
+    assert isinstance(bnn.fit_state.objective, TracedELBO)
+    with pytest.raises(ValueError, match="trace-free ELBO.*estimator='auto' or 'traced'"):
+        bnn.fit(x, y, epochs=1, progress=False, elbo="trace_free")
 
 
 def mlp_regressor():

@@ -1,15 +1,20 @@
-"""Pieces of the trace-free SVI step: one optimiser over every parameter, a finiteness check.
+"""The optimiser of a fit: ``pyro.optim`` state, stepped by one fused torch optimiser.
 
-Both are exact re-arrangements of what the traced step does with Pyro's per-parameter optimisers;
-``BNN.fit`` uses them only when they are (see :func:`fused_optimizer`).
+:func:`fused_optimizer` and :func:`gradients_finite` are exact re-arrangements of what the traced
+step does with Pyro's per-parameter optimisers; :class:`Optimizer` uses them only when they are.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
+import pyro.optim
 import torch
+from pyro.infer.util import zero_grads
 from pyro.optim import PyroOptim
+
+__all__ = ["Optimizer", "fused_optimizer", "gradients_finite", "make_optim"]
 
 #: torch optimisers whose update of one tensor depends on that tensor's gradient and state only,
 #: so one optimiser over all tensors equals Pyro's one optimiser per tensor.
@@ -85,3 +90,59 @@ def gradients_finite(params: Iterable[torch.Tensor]) -> bool:
     if total_norm is not None:  # torch >= 2.6: one fused norm
         return bool(torch.isfinite(total_norm(grads, 2.0)))
     return bool(torch.isfinite(torch.stack([g.norm() for g in grads]).norm()))
+
+
+def make_optim(lr: float, optim: PyroOptim | None) -> PyroOptim:
+    """The optimiser of a fit: ``optim`` as given, or ``pyro.optim.Adam({"lr": lr})``.
+
+    :raises ValueError: for ``lr`` that is not a finite positive number.
+    :raises TypeError: for an ``optim`` that is not a ``pyro.optim`` optimiser.
+
+    Example::
+
+        >>> make_optim(1e-2, None).pt_optim_args
+        {'lr': 0.01}
+    """
+    if optim is None:
+        if isinstance(lr, bool) or not (
+            isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)
+        ):
+            raise ValueError(f"Expected lr > 0, but got {lr!r}.")
+        return pyro.optim.Adam({"lr": float(lr)})
+    if not isinstance(optim, PyroOptim):
+        raise TypeError(
+            "Expected optim to be a pyro.optim optimiser such as pyro.optim.Adam({'lr': 1e-3}), "
+            f"but got {type(optim).__name__}."
+        )
+    return optim
+
+
+class Optimizer:
+    """A ``pyro.optim`` optimiser, stepped through one fused torch optimiser where it can be.
+
+    :param optim: the ``pyro.optim`` optimiser (its state is the fit's optimiser state).
+    :param params: the parameters of every step in a fixed order (a trace-free objective's), or
+        ``None`` when each step names its own (traced objectives): then ``optim`` steps them.
+
+    Example::
+
+        >>> opt = Optimizer(pyro.optim.Adam({"lr": 0.1}), [w])  # doctest: +SKIP
+        >>> loss.backward(); opt.step([w])  # doctest: +SKIP
+    """
+
+    def __init__(self, optim: PyroOptim, params: list[torch.Tensor] | None = None) -> None:
+        self.optim = optim
+        self.fused = None if params is None else fused_optimizer(optim, params)
+
+    def step(self, params: list[torch.Tensor]) -> None:
+        """Apply the gradients of ``params`` and clear them."""
+        if self.fused is not None:
+            self.fused.step()
+            self.fused.zero_grad(set_to_none=True)
+        else:
+            self.optim(params)
+            zero_grads(set(params))
+
+    def get_state(self) -> dict:
+        """``pyro.optim``'s state (the per-tensor state the fused optimiser shares)."""
+        return self.optim.get_state()

@@ -1,0 +1,331 @@
+"""The ELBO split into its two terms, for any model/guide pair.
+
+:func:`elbo_terms` estimates
+
+.. math::
+
+    \\mathcal L = \\underbrace{\\mathbb E_q[\\log p(y \\mid x, W)]}_{\\text{loglik}}
+    - \\underbrace{\\mathrm{KL}(q(W) \\,\\|\\, p(W))}_{\\text{kl}}
+
+in nats, with the data term scaled to the data set by the data plate. It is the estimator of
+:class:`pyro.infer.TraceMeanField_ELBO` (the KL in closed form wherever
+:func:`torch.distributions.kl_divergence` knows the pair, Monte Carlo otherwise), returned term by
+term, which Pyro's ELBO classes do not do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.distributions.util import scale_and_mask
+from torch.distributions import kl_divergence
+
+if TYPE_CHECKING:
+    from ..model import BayesianModel
+
+__all__ = [
+    "ELBOTerms",
+    "elbo_terms",
+    "PARTICLE_PLATE",
+    "Objective",
+    "TracedELBO",
+    "TraceFreeELBO",
+    "make_objective",
+]
+
+PARTICLE_PLATE = "num_particles_vectorized"
+
+
+@dataclass(frozen=True)
+class ELBOTerms:
+    """The two terms of an ELBO estimate (scalars, nats, for the whole data set)."""
+
+    loglik: torch.Tensor
+    kl: torch.Tensor
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        """``loglik - kl``."""
+        return self.loglik - self.kl
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """``kl - loglik``, the quantity SVI minimises."""
+        return self.kl - self.loglik
+
+
+def _site_log_prob_sum(site: dict[str, Any]) -> torch.Tensor:
+    lp = site["fn"].log_prob(site["value"])
+    return scale_and_mask(lp, site["scale"], site["mask"]).sum()
+
+
+def _one_trace_pair(
+    model: Callable, guide: Callable, args: tuple, kwargs: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    loglik = torch.zeros(())
+    kl = torch.zeros(())
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample":
+            continue
+        if site["is_observed"]:
+            loglik = loglik + _site_log_prob_sum(site)
+            continue
+        gsite = guide_trace.nodes.get(name)
+        if gsite is None:  # a model latent the guide does not cover: sampled from the prior
+            continue
+        try:
+            k = kl_divergence(gsite["fn"], site["fn"])
+        except NotImplementedError:
+            kl = kl + _site_log_prob_sum(gsite) - _site_log_prob_sum(site)
+        else:
+            kl = kl + scale_and_mask(k, gsite["scale"], gsite["mask"]).sum()
+    for name, gsite in guide_trace.nodes.items():  # auxiliary guide sites contribute log q
+        if gsite["type"] == "sample" and name not in model_trace.nodes:
+            kl = kl + _site_log_prob_sum(gsite)
+    return loglik, kl
+
+
+def elbo_terms(
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    num_particles: int = 1,
+    vectorize_particles: bool = True,
+    max_plate_nesting: int = 1,
+    **kwargs: Any,
+) -> ELBOTerms:
+    """Estimate the expected log-likelihood and the KL of a model/guide pair.
+
+    With ``vectorize_particles`` the particles are drawn under a plate at dim
+    ``-(max_plate_nesting + 1)``, exactly as :class:`~pyro.infer.Trace_ELBO` does, so the same
+    seed gives the same draws and the same estimate as Pyro's ELBO.
+
+    :param model: Pyro model.
+    :param guide: Pyro guide with reparameterised sites.
+    :param num_particles: number of draws averaged.
+    :param vectorize_particles: draw all particles in one vectorised pass.
+    :param max_plate_nesting: plates of the model (1 for a :class:`~pyro_bdl.BNN`).
+    :return: :class:`ELBOTerms` with scalar ``loglik`` and ``kl`` (nats, full data set).
+
+    Example::
+
+        >>> terms = elbo_terms(bnn.model, bnn.guide, x, y, num_particles=8)  # doctest: +SKIP
+        >>> loss = terms.loss; loss.backward()  # doctest: +SKIP
+    """
+    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
+        raise ValueError(f"Expected num_particles to be a positive int, but got {num_particles!r}.")
+    if vectorize_particles and num_particles > 1:
+        plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(max_plate_nesting + 1))
+        loglik, kl = _one_trace_pair(plate(model), plate(guide), args, kwargs)
+        return ELBOTerms(loglik / num_particles, kl / num_particles)
+    pairs = [_one_trace_pair(model, guide, args, kwargs) for _ in range(num_particles)]
+    return ELBOTerms(
+        sum(p[0] for p in pairs) / num_particles, sum(p[1] for p in pairs) / num_particles
+    )
+
+
+# ============================================================================ objectives
+class Objective(Protocol):
+    """An ELBO estimator for one model/guide pair, with the parameters it trains.
+
+    ``objective(x, y, dataset_size, num_particles)`` returns the estimate's two terms and the
+    parameters this estimate depends on (their gradients are what a step applies).
+    """
+
+    #: the parameters known when the objective was made, in a fixed order (may be empty for a
+    #: traced objective whose guide builds its parameters lazily)
+    params: list[torch.Tensor]
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, dataset_size: int, num_particles: int = 1
+    ) -> tuple[ELBOTerms, list[torch.Tensor]]: ...
+
+
+class TracedELBO:
+    """Pyro's traced estimate (:func:`elbo_terms`) under the guide's estimator handler.
+
+    :param model: the Pyro model ``model(x, y, dataset_size=...)``.
+    :param guide: the guide.
+    :param handler: a zero-argument callable returning the context the estimate runs under
+        (e.g. per-example dropout masks; default: none).
+    :param vectorize_particles: draw the particles in one vectorised pass.
+
+    Example::
+
+        >>> objective = TracedELBO(bnn.model, bnn.guide)  # doctest: +SKIP
+        >>> terms, params = objective(x, y, dataset_size=len(x))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        guide: Callable,
+        *,
+        handler: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        vectorize_particles: bool = True,
+        params: list[torch.Tensor] | None = None,
+    ) -> None:
+        self.model, self.guide, self.handler = model, guide, handler
+        self.vectorize_particles = vectorize_particles
+        self.params: list[torch.Tensor] = list(params or [])
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, dataset_size: int, num_particles: int = 1
+    ) -> tuple[ELBOTerms, list[torch.Tensor]]:
+        """The estimate and every parameter it touched (the unconstrained leaf tensors)."""
+        with self.handler(), poutine.trace(param_only=True) as capture:
+            terms = elbo_terms(
+                self.model,
+                self.guide,
+                x,
+                y,
+                dataset_size=dataset_size,
+                num_particles=num_particles,
+                vectorize_particles=self.vectorize_particles,
+            )
+        touched = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+        return terms, list(touched)
+
+
+class TraceFreeELBO:
+    """The same estimate as :class:`TracedELBO`, from the same random numbers, without Pyro.
+
+    The guide's trace-free sampler draws every weight and the closed-form KL in one pass; the
+    model's vectorised forward and the likelihood's :meth:`log_density` give the expected
+    log-likelihood, scaled by ``N / B`` as the data plate scales it.
+
+    :param model: the :class:`~pyro_bdl.model.BayesianModel`.
+    :param sampler: ``guide.trace_free_sampler(priors, model)`` (draws, KL and ``input_fns``).
+    :param params: every parameter of the estimate, in a fixed order.
+
+    Example::
+
+        >>> objective = make_objective(model, guide, x[:2], y[:2], len(x))  # doctest: +SKIP
+        >>> isinstance(objective, TraceFreeELBO)  # mean-field / dropout guides  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, model: BayesianModel, sampler: Any, params: list[torch.Tensor]) -> None:
+        self.model = model
+        self.sampler = sampler
+        self.params = list(params)
+        self._target_layouts: dict[tuple, tuple] = {}
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, dataset_size: int, num_particles: int = 1
+    ) -> tuple[ELBOTerms, list[torch.Tensor]]:
+        """The estimate and :attr:`params`."""
+        sample_shape = (num_particles,) if num_particles > 1 else ()
+        draws, kl = self.sampler(sample_shape)
+        model = self.model
+        weights = {n: draws[model.site_name(n)] for n in model.random_names}
+        f = model.forward(weights, x, sample_shape=sample_shape, input_fns=self.sampler.input_fns)
+        ndim = len(sample_shape)
+        y = self._target(y, f, ndim)
+        lp = model.likelihood.log_density(f, y, ndim)
+        loglik = (lp * (dataset_size / len(x))).sum() / num_particles
+        return ELBOTerms(loglik, kl), self.params
+
+    def _target(self, y: torch.Tensor, f: torch.Tensor, ndim: int) -> torch.Tensor:
+        """``likelihood.check_target`` once per target layout, then only its reshape and cast.
+
+        Every minibatch of a fit comes from targets whose values were validated as a whole
+        (``BNN.check_data``), so repeating the value checks each step is redundant. Only a
+        ``check_target`` that returned a reshape/cast of ``y`` (checked on the first batch) is
+        shortcut; any other (stacking, conversion) runs every step.
+        """
+        likelihood = self.model.likelihood
+        key = (tuple(y.shape[1:]), y.dtype, tuple(f.shape[ndim + 1 :]), f.dtype, ndim)
+        layout = self._target_layouts.get(key)
+        if layout is None or y.shape[0] != f.shape[ndim]:
+            checked = likelihood.check_target(y, f, ndim)
+            plain = torch.is_tensor(checked) and checked.shape[:1] == y.shape[:1]
+            plain = plain and checked.numel() == y.numel()  # a reshape (and cast) of y only?
+            plain = plain and torch.equal(y.reshape(checked.shape).to(checked.dtype), checked)
+            self._target_layouts[key] = (tuple(checked.shape[1:]), checked.dtype) if plain else ()
+            return checked
+        if not layout:
+            return likelihood.check_target(y, f, ndim)
+        shape, dtype = layout
+        return y.reshape(y.shape[:1] + shape).to(dtype)
+
+
+ESTIMATORS = ("auto", "traced", "trace_free")
+
+
+def make_objective(
+    model: BayesianModel,
+    guide: Callable,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    dataset_size: int,
+    *,
+    estimator: str = "auto",
+    handler: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    num_particles: int = 1,
+    vectorize_particles: bool = True,
+) -> TracedELBO | TraceFreeELBO:
+    """The ELBO estimator of a fit, decided once, without touching the random stream.
+
+    A traced pass on the example batch registers every parameter with Pyro's param store (so
+    ``pyro.optim`` can name them) and collects them, sorted by name; the guide is then asked for
+    a trace-free sampler (``guide.trace_free_sampler(priors, model)``: draws and closed-form KL
+    from the same random calls), and the trace-free estimate is tried once. The decision does
+    not depend on earlier steps, so a resumed fit takes the same path as an uninterrupted one.
+
+    :param model: the :class:`~pyro_bdl.model.BayesianModel`.
+    :param guide: the guide (an AutoGuide, or any guide callable).
+    :param x: example inputs (two rows are enough).
+    :param y: example targets.
+    :param dataset_size: N.
+    :param estimator: ``"auto"`` (trace-free when the guide offers it), ``"traced"`` (always
+        Pyro's traced estimate) or ``"trace_free"`` (fail if it is not available).
+    :param handler: context of the guide's estimator (see ``BNN.estimator``).
+    :param num_particles: particles per step (trace-free needs them vectorised).
+    :param vectorize_particles: whether particles are drawn in one pass.
+    :return: a :class:`TraceFreeELBO` or a :class:`TracedELBO`.
+    :raises ValueError: for an unknown ``estimator``, or ``"trace_free"`` where it cannot apply.
+
+    Example::
+
+        >>> objective = make_objective(bnn.bayesian_model, bnn.guide, x[:2], y[:2], len(x),
+        ...                            estimator="traced")  # doctest: +SKIP
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"Expected estimator in {ESTIMATORS}, but got {estimator!r}.")
+    traced = TracedELBO(model, guide, handler=handler, vectorize_particles=vectorize_particles)
+    make = getattr(guide, "trace_free_sampler", None)
+    if estimator == "traced" or make is None:
+        return _refuse_trace_free(estimator, "the guide has no trace_free_sampler", traced)
+    with model.side_effect_free(), torch.no_grad():
+        with handler(), poutine.trace(param_only=True) as capture:
+            elbo_terms(model, guide, x, y, dataset_size=dataset_size)
+        nodes = capture.trace.nodes
+        params = [nodes[name]["value"].unconstrained() for name in sorted(nodes)]
+        traced.params = params
+        sampler = make(model.site_priors(), model)
+        if sampler is None or not set(sampler.params) <= set(params):
+            why = "the guide's sampler does not apply to this prior, likelihood or estimator"
+            return _refuse_trace_free(estimator, why, traced)
+        if num_particles > 1 and not vectorize_particles:
+            return _refuse_trace_free(estimator, "particles are not vectorised", traced)
+        objective = TraceFreeELBO(model, sampler, params)
+        objective(x, y, dataset_size)  # tried once, on the example batch
+    return objective
+
+
+def _refuse_trace_free(estimator: str, why: str, traced: TracedELBO) -> TracedELBO:
+    if estimator == "trace_free":
+        raise ValueError(
+            f"Expected a model/guide pair with a trace-free ELBO, but {why}. Use "
+            "estimator='auto' or 'traced'."
+        )
+    return traced

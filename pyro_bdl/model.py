@@ -1,0 +1,235 @@
+"""``BayesianModel``: a prior, a likelihood and an unchanged ``nn.Module`` as one Pyro program.
+
+The model knows nothing of guides, optimisers or loops. It is what :class:`~pyro_bdl.BNN` fits
+and what every posterior type is evaluated against:
+
+* :meth:`BayesianModel.__call__` is the Pyro program (weights from the prior, one ``"obs"`` site
+  under the data plate) used by ``SVI``, ``Predictive``, ``MCMC`` and the traced ELBO;
+* :meth:`BayesianModel.outputs` and :meth:`BayesianModel.log_likelihood` evaluate stacked weight
+  draws without Pyro (the trace-free ELBO and prediction use them).
+
+It holds no parameters of its own: the network's and the likelihood's parameters stay where the
+user (or :class:`~pyro_bdl.BNN`, whose state-dict and param-store names they keep) put them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+from torch import nn
+from torch.distributions import Distribution
+
+from .likelihoods import OBS, Likelihood
+from .nn import INIT_KEY, BatchedForward, broadcast_shapes, is_real_support, sample_shape_of
+from .priors import Prior
+
+__all__ = ["BayesianModel"]
+
+
+class BayesianModel:
+    """The Pyro program ``W ~ p(W); y ~ p(y | f_W(x))`` over an unchanged network.
+
+    The parameters ``prior`` selects become sample sites named ``prefix + name`` (``name`` a
+    ``named_parameters()`` key); the others stay deterministic and are registered with Pyro's
+    param store as ``"{name}.net.{param}"`` (``name`` is the owner's param-store name), so Pyro's
+    optimisers learn them as point estimates.
+
+    :param net: any ``torch.nn.Module`` (never modified).
+    :param prior: a :class:`~pyro_bdl.priors.Prior` (use :func:`~pyro_bdl.priors.as_prior` for
+        the other accepted forms).
+    :param likelihood: a :class:`~pyro_bdl.likelihoods.Likelihood`.
+    :param prefix: prepended to every weight site name.
+    :param name: param-store name of the deterministic parameters' owner.
+    :param vectorize: how draws are batched through the network
+        (see :class:`~pyro_bdl.nn.BatchedForward`).
+    :raises ValueError: if the prior selects nothing, or gives a weight a constrained support.
+
+    Example::
+
+        >>> import pyro.distributions as dist
+        >>> from pyro_bdl.likelihoods import HomoskedasticGaussian
+        >>> from pyro_bdl.priors import IIDPrior
+        >>> net = nn.Linear(3, 1)
+        >>> model = BayesianModel(net, IIDPrior(dist.Normal(0.0, 1.0)), HomoskedasticGaussian(0.1))
+        >>> model.random_names
+        ['weight', 'bias']
+        >>> draws = {"weight": torch.zeros(5, 1, 3), "bias": torch.zeros(5, 1)}
+        >>> model.outputs(draws, torch.ones(4, 3)).shape  # (S, N, 1)
+        torch.Size([5, 4, 1])
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        prior: Prior,
+        likelihood: Likelihood,
+        *,
+        prefix: str = "",
+        name: str = "model",
+        vectorize: bool | str = "auto",
+    ) -> None:
+        self.net = net
+        self.prior = prior
+        self.likelihood = likelihood
+        self.prefix = prefix
+        self.name = name
+        random = prior.random_parameters(net)
+        for n, param in random:
+            support = prior.site_dist(n, param).support
+            if not is_real_support(support):
+                raise ValueError(
+                    f"Expected a prior with real support for network weight {n!r}, but got "
+                    f"support {support}. Weights are unconstrained: use a Normal-like prior, "
+                    "or constrain the weight inside the network."
+                )
+        #: names (``named_parameters()`` keys) of the random parameters, in network order
+        self.random_names: list[str] = [n for n, _ in random]
+        chosen = set(self.random_names)
+        #: names of the parameters learned as point estimates
+        self.deterministic_names: list[str] = [
+            n for n, _ in net.named_parameters() if n not in chosen
+        ]
+        #: ``{parameter name: shape}`` of every network parameter
+        self.shapes: dict[str, torch.Size] = {n: p.shape for n, p in net.named_parameters()}
+        #: the vectorised forward over stacked draws
+        self.forward = BatchedForward(net, vectorize)
+        self._prior_cache: tuple[Any, dict[str, Distribution]] | None = None
+        self._latent: dict[str, torch.Size] | None = None
+
+    # ------------------------------------------------------------------ naming
+    def site_name(self, param_name: str) -> str:
+        """Sample-site name of a network parameter (``prefix + name``).
+
+        Example::
+
+            >>> model.site_name("0.weight")  # with prefix="f.": 'f.0.weight'  # doctest: +SKIP
+        """
+        return self.prefix + param_name
+
+    @property
+    def site_names(self) -> list[str]:
+        """Weight site names, in network order."""
+        return [self.prefix + n for n in self.random_names]
+
+    def module_of(self, site: str) -> nn.Module:
+        """The module owning the parameter of a weight site (the network for a top-level one)."""
+        owner = site[len(self.prefix) :].rpartition(".")[0]
+        return self.net.get_submodule(owner) if owner else self.net
+
+    # ------------------------------------------------------------------ the Pyro program
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, *, dataset_size: int | None = None
+    ) -> torch.Tensor:
+        """Weights from the prior, then one ``"obs"`` site under the data plate.
+
+        :param x: inputs, shape ``(B, ...)``.
+        :param y: targets, shape ``(B, ...)``, or ``None`` to sample them.
+        :param dataset_size: N for minibatch scaling (default: the likelihood's, else ``B``).
+        :return: y (observed or sampled), shape ``sample_shape + (B, ...)``.
+        """
+        params = dict(self.net.named_parameters())
+        for n in self.deterministic_names:
+            if params[n].requires_grad:  # frozen parameters stay out of the optimiser
+                pyro.param(f"{self.name}.net.{n}", params[n])
+        priors = self.prior_dists(params)
+        weights = {
+            n: pyro.sample(self.site_name(n), priors[n], infer={INIT_KEY: params[n].detach()})
+            for n in self.random_names
+        }
+        sample_shape = sample_shape_of(weights, self.shapes)
+        f = self.forward(weights, x, sample_shape=sample_shape)
+        return self.likelihood(f, y, dataset_size=dataset_size, sample_ndim=len(sample_shape))
+
+    def prior_dists(self, params: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """``{parameter name: prior site distribution}``, rebuilt only when dtype/device change.
+
+        :param params: the network's parameters by name (default: read from the network).
+        :return: one distribution per random parameter, event shape = the parameter's shape.
+        """
+        if params is None:
+            params = dict(self.net.named_parameters())
+        p0 = params[self.random_names[0]]
+        key = (id(self.prior), p0.dtype, p0.device)
+        if self._prior_cache is None or self._prior_cache[0] != key:
+            dists = {n: self.prior.site_dist(n, params[n]) for n in self.random_names}
+            self._prior_cache = (key, dists)
+        return self._prior_cache[1]
+
+    def site_priors(self) -> dict[str, Any]:
+        """``{site name: prior distribution}`` (what guides' trace-free samplers take)."""
+        return {self.site_name(n): d for n, d in self.prior_dists().items()}
+
+    @contextlib.contextmanager
+    def side_effect_free(self) -> Iterator[None]:
+        """Run a probe without consuming random numbers or changing the network's buffers.
+
+        Example::
+
+            >>> with model.side_effect_free():  # doctest: +SKIP
+            ...     model.net(x[:2])  # BatchNorm statistics and the RNG are left as they were
+        """
+        buffers = [(b, b.clone()) for b in self.net.buffers()]
+        try:
+            with torch.random.fork_rng(devices=[]):
+                yield
+        finally:
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
+
+    def latent_shapes(self, x: torch.Tensor) -> dict[str, torch.Size]:
+        """``{site: shape}`` of every latent site (weights, and e.g. a noise ``"precision"``).
+
+        Found once, by a side-effect-free prior run on ``x[:1]`` (the random stream and the
+        network's buffers are left as they were), then cached: the sites are global.
+
+        :param x: example inputs ``(N, ...)``.
+        """
+        if self._latent is None:
+            with self.side_effect_free(), torch.no_grad(), poutine.block():
+                trace = poutine.trace(self).get_trace(x[:1])
+            self._latent = {
+                name: site["value"].shape
+                for name, site in trace.nodes.items()
+                if site["type"] == "sample"
+                and not site["is_observed"]
+                and not site_is_subsample(site)
+                and name != OBS  # y=None leaves the observation site unobserved here
+            }
+        return self._latent
+
+    # ------------------------------------------------------------------ without Pyro
+    def outputs(
+        self,
+        sites: Mapping[str, torch.Tensor],
+        x: torch.Tensor,
+        *,
+        input_fns: Mapping[nn.Module, Callable] | None = None,
+        by_site: bool = False,
+    ) -> torch.Tensor:
+        """Network outputs for a stack of weight draws.
+
+        :param sites: ``{parameter name: tensor (S, *param.shape)}`` for every random parameter
+            (``by_site=True``: keyed by site name, other keys ignored).
+        :param x: inputs ``(N, ...)``.
+        :param input_fns: per-example noise applied to module inputs (e.g. dropout masks).
+        :param by_site: whether ``sites`` is keyed by site name.
+        :return: outputs ``(S, N, ...)``.
+        """
+        if by_site:
+            sites = {n: sites[self.site_name(n)] for n in self.random_names}
+        sample_shape = broadcast_shapes(*(w.shape[:1] for w in sites.values()))
+        return self.forward(sites, x, sample_shape=sample_shape, input_fns=input_fns)
+
+    def __repr__(self) -> str:
+        return (
+            f"BayesianModel(random={len(self.random_names)} params, "
+            f"deterministic={len(self.deterministic_names)}, prior={self.prior!r}, "
+            f"likelihood={self.likelihood!r})"
+        )
