@@ -13,12 +13,13 @@ import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.distributions import constraints
+from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions import Distribution
 from torch.func import functional_call, vmap
@@ -124,7 +125,10 @@ def init_to_net(site: dict[str, Any] | None = None, fallback: Callable | None = 
     return value.detach().clone()
 
 
-def cast_distribution(d: Distribution, like: torch.Tensor) -> Distribution:
+D = TypeVar("D", bound=Distribution)
+
+
+def cast_distribution(d: D, like: torch.Tensor) -> D:
     """Rebuild ``d`` with its tensor arguments on ``like``'s dtype and device (if they differ).
 
     Priors are usually written with float32 scalars; a float64 network needs float64 priors.
@@ -135,7 +139,14 @@ def cast_distribution(d: Distribution, like: torch.Tensor) -> Distribution:
         torch.float64
     """
     if isinstance(d, dist.Independent):
-        return cast_distribution(d.base_dist, like).to_event(d.reinterpreted_batch_ndims)
+        base = cast_distribution(d.base_dist, like)
+        if not isinstance(base, TorchDistributionMixin):
+            raise TypeError(
+                "Expected a Pyro distribution (pyro.distributions) inside Independent, but got "
+                f"{type(base).__module__}.{type(base).__name__}: build it with "
+                "pyro.distributions and .to_event()."
+            )
+        return base.to_event(d.reinterpreted_batch_ndims)
     if isinstance(d, torch.distributions.MixtureSameFamily):
         return type(d)(
             cast_distribution(d.mixture_distribution, like),
@@ -146,7 +157,9 @@ def cast_distribution(d: Distribution, like: torch.Tensor) -> Distribution:
         return d
     if "probs" in args and "logits" in args:  # both cached after use; the constructor takes one
         del args["probs"]
-    return type(d)(**{k: v.to(like) for k, v in args.items()})
+    # Distribution subclasses take their own arguments, which Distribution.__init__ does not list
+    factory: Callable[..., D] = type(d)
+    return factory(**{k: v.to(like) for k, v in args.items()})
 
 
 #: Modules applied elementwise (any leading dims): a chain of these and ``nn.Linear`` layers is
@@ -173,8 +186,8 @@ _INPLACE: dict[type, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
     nn.Tanh: lambda m, h: h.tanh_(),
     nn.Sigmoid: lambda m, h: h.sigmoid_(),
     nn.SiLU: lambda m, h: F.silu(h, inplace=True),
-    nn.ELU: lambda m, h: F.elu(h, m.alpha, inplace=True),
-    nn.LeakyReLU: lambda m, h: F.leaky_relu(h, m.negative_slope, inplace=True),
+    nn.ELU: lambda m, h: F.elu(h, cast(nn.ELU, m).alpha, inplace=True),
+    nn.LeakyReLU: lambda m, h: F.leaky_relu(h, cast(nn.LeakyReLU, m).negative_slope, inplace=True),
     nn.Identity: lambda m, h: h,
 }
 
@@ -288,12 +301,16 @@ class _LinearChain:
             owned = workspace is not None
             if input_fns and module in input_fns:
                 h = input_fns[module](module, h)
-            w = params.get(f"{name}.weight", module.weight)
-            b = params.get(f"{name}.bias", module.bias)
+            linear = cast(nn.Linear, module)  # __init__ names only the nn.Linear layers
+            # nn.Linear registers ``bias`` as a Parameter or None; its stubs do not declare it
+            bias = cast("torch.Tensor | None", linear.bias)
+            w = params.get(f"{name}.weight", linear.weight)
+            b = params.get(f"{name}.bias", bias)
             if not batched or (w.dim() == 2 and (b is None or b.dim() == 1)):
                 h = F.linear(h, w, b)
                 continue
-            num = w.shape[0] if w.dim() == 3 else b.shape[0]
+            # a 2-d w got here only with a batched (not None) bias, which then holds the draws
+            num = w.shape[0] if w.dim() == 3 else cast(torch.Tensor, b).shape[0]
             if w.dim() == 2:
                 w = w.expand(num, *w.shape)
             out = w.shape[1]
@@ -426,6 +443,7 @@ class BatchedForward:
                 result[i : i + len(part)] = part
             for key in [k for k, buf in workspace.items() if buf.numel() > _KEEP_NUMEL]:
                 del workspace[key]  # keep only cache-sized buffers between calls
+            assert result is not None, f"sample_shape {tuple(sample_shape)} has no draw"
             return result.reshape(sample_shape + result.shape[1:])
         with _input_hooks(input_fns):
             outs = [
@@ -442,7 +460,8 @@ class BatchedForward:
         ``None`` when the network is not run as a chain."""
         if self._chain is None:
             return None
-        return sum(m.out_features for m, name in self._chain.layers if name is not None)
+        # the named layers of a chain are its nn.Linear layers
+        return sum(cast(nn.Linear, m).out_features for m, n in self._chain.layers if n is not None)
 
     def _run(self, flat: dict[str, torch.Tensor], args: tuple) -> torch.Tensor:
         if self.vectorized is None:

@@ -176,7 +176,13 @@ class LayerwiseNormalPrior(Prior):
             raise ValueError(f"Expected method in {self.methods}, but got {method!r}.")
         self.method = method
         self.nonlinearity = nonlinearity
-        self.gain = nn.init.calculate_gain(nonlinearity) if method != "radford" else 1.0
+        # calculate_gain's stubs list its names as a Literal; it checks the name itself at run
+        # time (ValueError for an unknown one), so any str may be passed on
+        self.gain = (
+            nn.init.calculate_gain(nonlinearity)  # type: ignore[arg-type]
+            if method != "radford"
+            else 1.0
+        )
 
     def config(self) -> dict | None:
         return {"method": self.method, "nonlinearity": self.nonlinearity}
@@ -225,9 +231,12 @@ class ScaleMixturePrior(Prior):
         return {"pi": self.pi, "sigma1": self.sigma1, "sigma2": self.sigma2}
 
     def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
-        kw = {"dtype": param.dtype, "device": param.device}
-        mix = dist.Categorical(torch.tensor([self.pi, 1.0 - self.pi], **kw))
-        comp = dist.Normal(torch.zeros(2, **kw), torch.tensor([self.sigma1, self.sigma2], **kw))
+        dtype, device = param.dtype, param.device
+        mix = dist.Categorical(torch.tensor([self.pi, 1.0 - self.pi], dtype=dtype, device=device))
+        comp = dist.Normal(
+            torch.zeros(2, dtype=dtype, device=device),
+            torch.tensor([self.sigma1, self.sigma2], dtype=dtype, device=device),
+        )
         return _RealMixture(mix, comp)
 
     def __repr__(self) -> str:
@@ -339,7 +348,9 @@ def distribution_from_config(cfg: Mapping) -> Distribution:
     cls = getattr(dist, str(cfg.get("name")), None)
     if not (isinstance(cls, type) and issubclass(cls, Distribution)):
         raise ValueError(f"Expected a pyro.distributions class name, but got {cfg.get('name')!r}.")
-    return cls(**{str(k): torch.tensor(v) for k, v in dict(cfg["args"]).items()})
+    # Distribution subclasses take their own arguments, which Distribution.__init__ does not list
+    factory: Callable[..., Distribution] = cls
+    return factory(**{str(k): torch.tensor(v) for k, v in dict(cfg["args"]).items()})
 
 
 #: Prior classes a checkpoint may name (nothing else is ever constructed from a file).
