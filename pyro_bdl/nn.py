@@ -46,6 +46,7 @@ def check_float(name: str, value: Any, *, positive: bool = True, allow_zero: boo
 
     Example::
 
+        >>> from pyro_bdl.nn import check_float
         >>> check_float("init_scale", 0.1)
         0.1
     """
@@ -77,6 +78,8 @@ def named_random_parameters(
 
     Example::
 
+        >>> import torch
+        >>> from pyro_bdl.nn import named_random_parameters
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
         >>> [n for n, _ in named_random_parameters(net, lambda n, p: n.startswith("1."))]
         ['1.weight', '1.bias']
@@ -110,8 +113,17 @@ def init_to_net(site: dict[str, Any] | None = None, fallback: Callable | None = 
 
     Example::
 
+        >>> import pyro.distributions as dist
+        >>> import torch
         >>> from pyro.infer.autoguide import AutoNormal
-        >>> guide = AutoNormal(bnn.model, init_loc_fn=init_to_net)  # doctest: +SKIP
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> from pyro_bdl.nn import init_to_net
+        >>> net = torch.nn.Linear(2, 1)
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
+        >>> guide = AutoNormal(bnn.model, init_loc_fn=init_to_net)
+        >>> _ = guide(torch.zeros(4, 2), torch.zeros(4))  # initialises the guide
+        >>> torch.equal(guide.locs.weight, net.weight)  # starts at the network's weights
+        True
     """
     from pyro.infer.autoguide.initialization import init_to_median
 
@@ -135,7 +147,11 @@ def cast_distribution(d: D, like: torch.Tensor) -> D:
 
     Example::
 
-        >>> cast_distribution(dist.Normal(0.0, 1.0), torch.zeros(2, dtype=torch.float64)).loc.dtype
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from pyro_bdl.nn import cast_distribution
+        >>> like = torch.zeros(2, dtype=torch.float64)
+        >>> cast_distribution(dist.Normal(0.0, 1.0), like).loc.dtype
         torch.float64
     """
     if isinstance(d, dist.Independent):
@@ -364,6 +380,8 @@ class BatchedForward:
 
     Example::
 
+        >>> import torch
+        >>> from pyro_bdl.nn import BatchedForward
         >>> net = torch.nn.Linear(3, 2)
         >>> fwd = BatchedForward(net)
         >>> w = torch.randn(5, 2, 3)  # 5 draws of the weight
@@ -530,6 +548,7 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> torch.Size:
 
     Example::
 
+        >>> from pyro_bdl.nn import broadcast_shapes
         >>> broadcast_shapes((4, 1), (3,))
         torch.Size([4, 3])
     """
@@ -555,6 +574,8 @@ def fan_in_out(param: torch.Tensor) -> tuple[int, int]:
 
     Example::
 
+        >>> import torch
+        >>> from pyro_bdl.nn import fan_in_out
         >>> fan_in_out(torch.empty(4, 3))
         (3, 4)
     """
