@@ -13,12 +13,13 @@ import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.distributions import constraints
+from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions import Distribution
 from torch.func import functional_call, vmap
@@ -45,6 +46,7 @@ def check_float(name: str, value: Any, *, positive: bool = True, allow_zero: boo
 
     Example::
 
+        >>> from pyro_bdl.nn import check_float
         >>> check_float("init_scale", 0.1)
         0.1
     """
@@ -76,6 +78,8 @@ def named_random_parameters(
 
     Example::
 
+        >>> import torch
+        >>> from pyro_bdl.nn import named_random_parameters
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
         >>> [n for n, _ in named_random_parameters(net, lambda n, p: n.startswith("1."))]
         ['1.weight', '1.bias']
@@ -109,8 +113,17 @@ def init_to_net(site: dict[str, Any] | None = None, fallback: Callable | None = 
 
     Example::
 
+        >>> import pyro.distributions as dist
+        >>> import torch
         >>> from pyro.infer.autoguide import AutoNormal
-        >>> guide = AutoNormal(bnn.model, init_loc_fn=init_to_net)  # doctest: +SKIP
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> from pyro_bdl.nn import init_to_net
+        >>> net = torch.nn.Linear(2, 1)
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
+        >>> guide = AutoNormal(bnn.model, init_loc_fn=init_to_net)
+        >>> _ = guide(torch.zeros(4, 2), torch.zeros(4))  # initialises the guide
+        >>> torch.equal(guide.locs.weight, net.weight)  # starts at the network's weights
+        True
     """
     from pyro.infer.autoguide.initialization import init_to_median
 
@@ -124,18 +137,32 @@ def init_to_net(site: dict[str, Any] | None = None, fallback: Callable | None = 
     return value.detach().clone()
 
 
-def cast_distribution(d: Distribution, like: torch.Tensor) -> Distribution:
+D = TypeVar("D", bound=Distribution)
+
+
+def cast_distribution(d: D, like: torch.Tensor) -> D:
     """Rebuild ``d`` with its tensor arguments on ``like``'s dtype and device (if they differ).
 
     Priors are usually written with float32 scalars; a float64 network needs float64 priors.
 
     Example::
 
-        >>> cast_distribution(dist.Normal(0.0, 1.0), torch.zeros(2, dtype=torch.float64)).loc.dtype
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from pyro_bdl.nn import cast_distribution
+        >>> like = torch.zeros(2, dtype=torch.float64)
+        >>> cast_distribution(dist.Normal(0.0, 1.0), like).loc.dtype
         torch.float64
     """
     if isinstance(d, dist.Independent):
-        return cast_distribution(d.base_dist, like).to_event(d.reinterpreted_batch_ndims)
+        base = cast_distribution(d.base_dist, like)
+        if not isinstance(base, TorchDistributionMixin):
+            raise TypeError(
+                "Expected a Pyro distribution (pyro.distributions) inside Independent, but got "
+                f"{type(base).__module__}.{type(base).__name__}: build it with "
+                "pyro.distributions and .to_event()."
+            )
+        return base.to_event(d.reinterpreted_batch_ndims)
     if isinstance(d, torch.distributions.MixtureSameFamily):
         return type(d)(
             cast_distribution(d.mixture_distribution, like),
@@ -146,7 +173,9 @@ def cast_distribution(d: Distribution, like: torch.Tensor) -> Distribution:
         return d
     if "probs" in args and "logits" in args:  # both cached after use; the constructor takes one
         del args["probs"]
-    return type(d)(**{k: v.to(like) for k, v in args.items()})
+    # Distribution subclasses take their own arguments, which Distribution.__init__ does not list
+    factory: Callable[..., D] = type(d)
+    return factory(**{k: v.to(like) for k, v in args.items()})
 
 
 #: Modules applied elementwise (any leading dims): a chain of these and ``nn.Linear`` layers is
@@ -173,8 +202,8 @@ _INPLACE: dict[type, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
     nn.Tanh: lambda m, h: h.tanh_(),
     nn.Sigmoid: lambda m, h: h.sigmoid_(),
     nn.SiLU: lambda m, h: F.silu(h, inplace=True),
-    nn.ELU: lambda m, h: F.elu(h, m.alpha, inplace=True),
-    nn.LeakyReLU: lambda m, h: F.leaky_relu(h, m.negative_slope, inplace=True),
+    nn.ELU: lambda m, h: F.elu(h, cast(nn.ELU, m).alpha, inplace=True),
+    nn.LeakyReLU: lambda m, h: F.leaky_relu(h, cast(nn.LeakyReLU, m).negative_slope, inplace=True),
     nn.Identity: lambda m, h: h,
 }
 
@@ -288,12 +317,16 @@ class _LinearChain:
             owned = workspace is not None
             if input_fns and module in input_fns:
                 h = input_fns[module](module, h)
-            w = params.get(f"{name}.weight", module.weight)
-            b = params.get(f"{name}.bias", module.bias)
+            linear = cast(nn.Linear, module)  # __init__ names only the nn.Linear layers
+            # nn.Linear registers ``bias`` as a Parameter or None; its stubs do not declare it
+            bias = cast("torch.Tensor | None", linear.bias)
+            w = params.get(f"{name}.weight", linear.weight)
+            b = params.get(f"{name}.bias", bias)
             if not batched or (w.dim() == 2 and (b is None or b.dim() == 1)):
                 h = F.linear(h, w, b)
                 continue
-            num = w.shape[0] if w.dim() == 3 else b.shape[0]
+            # a 2-d w got here only with a batched (not None) bias, which then holds the draws
+            num = w.shape[0] if w.dim() == 3 else cast(torch.Tensor, b).shape[0]
             if w.dim() == 2:
                 w = w.expand(num, *w.shape)
             out = w.shape[1]
@@ -347,6 +380,8 @@ class BatchedForward:
 
     Example::
 
+        >>> import torch
+        >>> from pyro_bdl.nn import BatchedForward
         >>> net = torch.nn.Linear(3, 2)
         >>> fwd = BatchedForward(net)
         >>> w = torch.randn(5, 2, 3)  # 5 draws of the weight
@@ -426,6 +461,7 @@ class BatchedForward:
                 result[i : i + len(part)] = part
             for key in [k for k, buf in workspace.items() if buf.numel() > _KEEP_NUMEL]:
                 del workspace[key]  # keep only cache-sized buffers between calls
+            assert result is not None, f"sample_shape {tuple(sample_shape)} has no draw"
             return result.reshape(sample_shape + result.shape[1:])
         with _input_hooks(input_fns):
             outs = [
@@ -442,7 +478,8 @@ class BatchedForward:
         ``None`` when the network is not run as a chain."""
         if self._chain is None:
             return None
-        return sum(m.out_features for m, name in self._chain.layers if name is not None)
+        # the named layers of a chain are its nn.Linear layers
+        return sum(cast(nn.Linear, m).out_features for m, n in self._chain.layers if n is not None)
 
     def _run(self, flat: dict[str, torch.Tensor], args: tuple) -> torch.Tensor:
         if self.vectorized is None:
@@ -511,6 +548,7 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> torch.Size:
 
     Example::
 
+        >>> from pyro_bdl.nn import broadcast_shapes
         >>> broadcast_shapes((4, 1), (3,))
         torch.Size([4, 3])
     """
@@ -536,6 +574,8 @@ def fan_in_out(param: torch.Tensor) -> tuple[int, int]:
 
     Example::
 
+        >>> import torch
+        >>> from pyro_bdl.nn import fan_in_out
         >>> fan_in_out(torch.empty(4, 3))
         (3, 4)
     """

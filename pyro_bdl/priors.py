@@ -47,7 +47,13 @@ class Prior:
 
     Example (a Bayesian last layer, the rest point estimates)::
 
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from pyro_bdl.priors import IIDPrior
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
         >>> prior = IIDPrior(dist.Normal(0.0, 1.0), include=lambda name, p: name.startswith("2."))
+        >>> [name for name, _ in prior.random_parameters(net)]
+        ['2.weight', '2.bias']
     """
 
     def __init__(self, include: Include | None = None) -> None:
@@ -110,6 +116,9 @@ class IIDPrior(Prior):
 
     Example::
 
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from pyro_bdl.priors import IIDPrior
         >>> prior = IIDPrior(dist.Normal(0.0, 1.0))
         >>> prior.site_dist("weight", torch.zeros(3, 2)).event_shape
         torch.Size([3, 2])
@@ -158,6 +167,8 @@ class LayerwiseNormalPrior(Prior):
 
     Example::
 
+        >>> import torch
+        >>> from pyro_bdl.priors import LayerwiseNormalPrior
         >>> prior = LayerwiseNormalPrior("radford")
         >>> prior.prior_dist("0.weight", torch.zeros(50, 4)).scale
         tensor(0.5000)
@@ -176,7 +187,13 @@ class LayerwiseNormalPrior(Prior):
             raise ValueError(f"Expected method in {self.methods}, but got {method!r}.")
         self.method = method
         self.nonlinearity = nonlinearity
-        self.gain = nn.init.calculate_gain(nonlinearity) if method != "radford" else 1.0
+        # calculate_gain's stubs list its names as a Literal; it checks the name itself at run
+        # time (ValueError for an unknown one), so any str may be passed on
+        self.gain = (
+            nn.init.calculate_gain(nonlinearity)  # type: ignore[arg-type]
+            if method != "radford"
+            else 1.0
+        )
 
     def config(self) -> dict | None:
         return {"method": self.method, "nonlinearity": self.nonlinearity}
@@ -206,6 +223,9 @@ class ScaleMixturePrior(Prior):
 
     Example::
 
+        >>> import math
+        >>> import torch
+        >>> from pyro_bdl.priors import ScaleMixturePrior
         >>> prior = ScaleMixturePrior(0.5, 1.0, math.exp(-6))
         >>> prior.site_dist("w", torch.zeros(3)).log_prob(torch.zeros(3)).shape
         torch.Size([])
@@ -225,9 +245,12 @@ class ScaleMixturePrior(Prior):
         return {"pi": self.pi, "sigma1": self.sigma1, "sigma2": self.sigma2}
 
     def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
-        kw = {"dtype": param.dtype, "device": param.device}
-        mix = dist.Categorical(torch.tensor([self.pi, 1.0 - self.pi], **kw))
-        comp = dist.Normal(torch.zeros(2, **kw), torch.tensor([self.sigma1, self.sigma2], **kw))
+        dtype, device = param.dtype, param.device
+        mix = dist.Categorical(torch.tensor([self.pi, 1.0 - self.pi], dtype=dtype, device=device))
+        comp = dist.Normal(
+            torch.zeros(2, dtype=dtype, device=device),
+            torch.tensor([self.sigma1, self.sigma2], dtype=dtype, device=device),
+        )
         return _RealMixture(mix, comp)
 
     def __repr__(self) -> str:
@@ -249,7 +272,13 @@ class DictPrior(Prior):
 
     Example::
 
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from pyro_bdl.priors import DictPrior
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
         >>> prior = DictPrior({"0.weight": dist.Normal(0.0, 1.0)})
+        >>> [name for name, _ in prior.random_parameters(net)]
+        ['0.weight']
     """
 
     def __init__(self, priors: Mapping[str, Distribution]) -> None:
@@ -291,7 +320,13 @@ class CallablePrior(Prior):
 
     Example::
 
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from pyro_bdl.priors import CallablePrior
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
         >>> prior = CallablePrior(lambda n, p: dist.Normal(0.0, 1.0) if p.dim() > 1 else None)
+        >>> [name for name, _ in prior.random_parameters(net)]  # the weights, not the biases
+        ['0.weight', '2.weight']
     """
 
     def __init__(self, fn: Callable[[str, torch.Tensor], Distribution | None]) -> None:
@@ -317,6 +352,8 @@ def distribution_config(d: Distribution) -> dict | None:
 
     Example::
 
+        >>> import pyro.distributions as dist
+        >>> from pyro_bdl.priors import distribution_config
         >>> distribution_config(dist.Normal(0.0, 2.0))
         {'name': 'Normal', 'args': {'loc': 0.0, 'scale': 2.0}}
     """
@@ -339,7 +376,9 @@ def distribution_from_config(cfg: Mapping) -> Distribution:
     cls = getattr(dist, str(cfg.get("name")), None)
     if not (isinstance(cls, type) and issubclass(cls, Distribution)):
         raise ValueError(f"Expected a pyro.distributions class name, but got {cfg.get('name')!r}.")
-    return cls(**{str(k): torch.tensor(v) for k, v in dict(cfg["args"]).items()})
+    # Distribution subclasses take their own arguments, which Distribution.__init__ does not list
+    factory: Callable[..., Distribution] = cls
+    return factory(**{str(k): torch.tensor(v) for k, v in dict(cfg["args"]).items()})
 
 
 #: Prior classes a checkpoint may name (nothing else is ever constructed from a file).
@@ -373,6 +412,8 @@ def as_prior(prior: PriorLike, include: Include | None = None) -> Prior:
 
     Example::
 
+        >>> import pyro.distributions as dist
+        >>> from pyro_bdl.priors import as_prior
         >>> as_prior(dist.Normal(0.0, 1.0))
         IIDPrior(Normal(loc: 0.0, scale: 1.0))
     """

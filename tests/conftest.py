@@ -1,4 +1,11 @@
-"""Shared test set-up: float64, fixed seeds, a clean Pyro param store for every test."""
+"""Shared test set-up: float64, fixed seeds, a clean Pyro param store for every test.
+
+Also :func:`require_or_skip`, for tests that need something outside Python (a system package,
+a file that ``.ci/run`` installs): they skip on a developer's machine and fail under CI.
+"""
+
+import os
+from typing import NoReturn
 
 import matplotlib
 import pyro
@@ -6,6 +13,27 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
+
+
+def under_ci() -> bool:
+    """Whether the environment variable ``CI`` is set to something other than empty/0/false."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_or_skip(reason: str) -> NoReturn:
+    """Give up on the calling test because a requirement is missing: skip it, or fail under CI.
+
+    ``.ci/run`` installs every system package the tests need and sets no fallbacks, so under CI
+    (the variable ``CI`` set) a missing requirement is a broken CI machine, not a reason to skip.
+    ``reason`` should say what is missing and how to install it.
+    """
+    if under_ci():
+        pytest.fail(
+            f"{reason}. CI is set, so this test fails instead of skipping: "
+            "install it (.ci/run --install-only does) or unset CI to skip locally.",
+            pytrace=False,
+        )
+    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import require_or_skip
 
 from pyro_bdl import datasets
 from pyro_bdl.datasets import (
@@ -288,11 +289,9 @@ def test_load_fashion_mnist_validation(tmp_path):
         load_fashion_mnist("train", root=tmp_path)
 
 
-@pytest.mark.skipif(
-    not DEBIAN_FASHION_MNIST.is_dir(),
-    reason="needs `apt-get install dataset-fashion-mnist`",
-)
 def test_load_fashion_mnist_debian_package():
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        require_or_skip(f"no {DEBIAN_FASHION_MNIST}: apt-get install -y dataset-fashion-mnist")
     x, y = load_fashion_mnist("test", limit=2000)
     assert x.shape == (2000, 784) and y.shape == (2000,)
     assert float(x.min()) == 0.0 and float(x.max()) == 1.0

@@ -7,9 +7,12 @@ One build (module fixture, a few minutes at the docs' small budget) feeds every 
   (``nb_execution_raise_on_error`` already fails the build on one; the executed notebooks are
   checked as well);
 * the tutorial pages reference their figures and the image files exist;
-* math is rendered by a local MathJax, not a CDN (when npm could fetch it);
+* math is rendered by a local MathJax, not a CDN (npm fetches it);
 * headless Chromium opens the index and a tutorial, MathJax typesets the math (``mjx-container``
   elements in the DOM) and the figures load, and the screenshots are non-trivial images.
+
+Without Chromium, or without npm to fetch MathJax, the browser and MathJax checks skip; under CI
+(the variable ``CI`` set) they fail instead, as ``.ci/run`` installs both.
 
 Set ``PYRO_BDL_DOCS_SCREENSHOTS=<folder>`` to keep the screenshots for a look by eye.
 """
@@ -25,6 +28,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_or_skip
 
 pytestmark = pytest.mark.slow  # a full docs build with executed tutorials takes minutes
 
@@ -121,7 +125,10 @@ def test_math_is_rendered_by_a_local_mathjax(build):
     local = build["html"] / "_static" / "mathjax" / "tex-mml-chtml.js"
     if not local.is_file():
         assert "no local MathJax" in build["log"], "neither a local MathJax nor the fallback note"
-        pytest.skip("npm could not fetch MathJax here: the pages fall back to MathJax's CDN")
+        require_or_skip(
+            "npm could not fetch MathJax here (apt-get install -y npm, and reach the npm "
+            "registry): the pages fall back to MathJax's CDN"
+        )
     for name in ("index", "tutorials/regression", "api/guides"):
         page = _page(build, name)
         assert re.search(r'<script[^>]+src="[./]*_static/mathjax/tex-mml-chtml\.js', page), name
@@ -145,7 +152,7 @@ def _chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    require_or_skip("chromium is not installed (Debian: apt-get install -y chromium)")
 
 
 def _run_chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -193,7 +200,10 @@ window.addEventListener("load", () => {
 def test_chromium_renders_math_and_figures(build, name, tmp_path):
     _chromium()
     if not (build["html"] / "_static" / "mathjax" / "tex-mml-chtml.js").is_file():
-        pytest.skip("no local MathJax (npm unavailable): math cannot render offline")
+        require_or_skip(
+            "no local MathJax (npm could not fetch it; apt-get install -y npm): "
+            "math cannot render offline"
+        )
     page = build["html"] / f"{name}.html"
     probe = page.with_name(page.stem + ".probe.html")  # same folder: relative links still work
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"))
