@@ -382,7 +382,7 @@ def test_teacher_inputs_are_checked(kind):
         teacher_targets(teacher, torch.full((2, 3), math.nan), 1.0)
     with pytest.raises(ValueError, match="Expected inputs the .* accepts"):
         teacher_targets(teacher, torch.zeros(2, 4), 1.0)
-    with pytest.raises(ValueError, match=r"Expected x of shape \(N, ...\) with N >= 1"):
+    with pytest.raises(ValueError, match=r"Expected x with at least one row \(shape \(N, ...\), N >= 1\)"):
         teacher_targets(teacher, torch.zeros(0, 3), 1.0)
 
 
