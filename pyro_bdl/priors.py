@@ -19,6 +19,7 @@ from pyro.distributions import constraints
 from torch import nn
 from torch.distributions import Distribution
 
+from .distributions.config import distribution_config, distribution_from_config
 from .nn import cast_distribution, fan_in_out, named_random_parameters
 
 __all__ = [
@@ -343,42 +344,6 @@ class CallablePrior(Prior):
                 f"but got {type(d).__name__}."
             )
         return d
-
-
-def distribution_config(d: Distribution) -> dict | None:
-    """A plain-data description of a simple distribution (``None`` if it has none).
-
-    Only classes of ``pyro.distributions`` whose arguments are all tensors are described.
-
-    Example::
-
-        >>> import pyro.distributions as dist
-        >>> from pyro_bdl.priors import distribution_config
-        >>> distribution_config(dist.Normal(0.0, 2.0))
-        {'name': 'Normal', 'args': {'loc': 0.0, 'scale': 2.0}}
-    """
-    name = type(d).__name__
-    if getattr(dist, name, None) is not type(d) or isinstance(d, dist.Independent):
-        return None
-    args = {k: v for k, v in vars(d).items() if k in d.arg_constraints and torch.is_tensor(v)}
-    if "probs" in args and "logits" in args:
-        del args["probs"]
-    if not args:
-        return None
-    return {"name": name, "args": {k: v.tolist() for k, v in args.items()}}
-
-
-def distribution_from_config(cfg: Mapping) -> Distribution:
-    """Rebuild a distribution described by :func:`distribution_config` (no code is run).
-
-    :raises ValueError: if the name is not a distribution class of ``pyro.distributions``.
-    """
-    cls = getattr(dist, str(cfg.get("name")), None)
-    if not (isinstance(cls, type) and issubclass(cls, Distribution)):
-        raise ValueError(f"Expected a pyro.distributions class name, but got {cfg.get('name')!r}.")
-    # Distribution subclasses take their own arguments, which Distribution.__init__ does not list
-    factory: Callable[..., Distribution] = cls
-    return factory(**{str(k): torch.tensor(v) for k, v in dict(cfg["args"]).items()})
 
 
 #: Prior classes a checkpoint may name (nothing else is ever constructed from a file).

@@ -5,7 +5,6 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from test_bnn import conjugate_problem, exact_elbo, linear_bnn
 from torch import nn
 
 from pyro_bdl import BNN, HomoskedasticGaussian, MeanFieldNormal
@@ -14,6 +13,8 @@ from pyro_bdl.infer import elbo_terms
 from pyro_bdl.inference.elbo import TracedELBO
 from pyro_bdl.likelihoods import OBS
 from pyro_bdl.priors import ScaleMixturePrior
+
+from .test_bnn import conjugate_problem, exact_elbo, linear_bnn
 
 ESTIMATORS = ("sample", "local_reparameterization", "flipout")
 
