@@ -12,7 +12,7 @@ import torch
 
 from pyro_bdl import BNN, __version__
 from pyro_bdl.cli import build_parser, encode_target, main, read_csv
-from pyro_bdl.report import MARKER, StagedFolder, markdown_table, text_table
+from pyro_bdl.cli.report import MARKER, StagedFolder, markdown_table, text_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FIT_QUICK = ["--epochs", "3", "--samples", "5", "--hidden", "8", "--no-progress"]
