@@ -74,6 +74,28 @@ def read_csv(path: str | Path, target: str) -> CSVData:
         (['a', 'b'], [[1.0, 2.0], [3.0, -4.0]], ['x', 'y'])
     """
     path = Path(path)
+    records = _records(path)
+    names = _column_names(path, records)
+    rows = records[1:]
+    if target not in names:
+        raise CLIError(f"target column {target!r} not in {str(path)!r}; its columns are {names}")
+    t = names.index(target)
+    features = [c for c in names if c != target]
+    if not features:
+        raise CLIError(f"{str(path)!r} has no feature columns besides the target {target!r}")
+    x: list[list[float]] = []
+    y: list[str] = []
+    for n, row in rows:
+        x.append([_feature(names[j], n, cell) for j, cell in enumerate(row) if j != t])
+        label = row[t].strip()
+        if not label:
+            raise CLIError(f"target column {target!r} is empty on line {n}")
+        y.append(label)
+    return CSVData(path, features, x, target, y)
+
+
+def _records(path: Path) -> list[tuple[int, list[str]]]:
+    """The non-blank lines of ``path`` as ``(line number, cells)``; at least one."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             records = [(n, row) for n, row in enumerate(csv.reader(f, strict=True), 1)]
@@ -90,6 +112,11 @@ def read_csv(path: str | Path, target: str) -> CSVData:
     records = [(n, row) for n, row in records if any(cell.strip() for cell in row)]
     if not records:
         raise CLIError(f"malformed CSV {str(path)!r}: the file is empty")
+    return records
+
+
+def _column_names(path: Path, records: list[tuple[int, list[str]]]) -> list[str]:
+    """The header's stripped names, checked: none empty or repeated, every row as wide."""
     header_line, header = records[0]
     names = [h.strip() for h in header]
     if any(not n for n in names):
@@ -99,47 +126,30 @@ def read_csv(path: str | Path, target: str) -> CSVData:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise CLIError(f"malformed CSV {str(path)!r}: duplicate column name(s) {duplicates}")
-    rows = records[1:]
-    for n, row in rows:
+    for n, row in records[1:]:
         if len(row) != len(names):
             raise CLIError(
                 f"malformed CSV {str(path)!r}: line {n} has {len(row)} fields, the header has "
                 f"{len(names)}"
             )
-    if len(rows) < 2:
+    if len(records) < 3:
         raise CLIError(f"malformed CSV {str(path)!r}: need a header and at least 2 data rows")
-    if target not in names:
-        raise CLIError(f"target column {target!r} not in {str(path)!r}; its columns are {names}")
-    t = names.index(target)
-    features = [c for c in names if c != target]
-    if not features:
-        raise CLIError(f"{str(path)!r} has no feature columns besides the target {target!r}")
-    x: list[list[float]] = []
-    y: list[str] = []
-    for n, row in rows:
-        values = []
-        for j, cell in enumerate(row):
-            if j == t:
-                continue
-            text = cell.strip()
-            try:
-                value = float(text)
-            except ValueError:
-                what = "is empty" if not text else f"is {text!r}"
-                raise CLIError(
-                    f"feature column {names[j]!r} must be numeric, but line {n} {what}"
-                ) from None
-            if not math.isfinite(value):
-                raise CLIError(
-                    f"feature column {names[j]!r} must be finite, but line {n} is {text!r}"
-                )
-            values.append(value)
-        label = row[t].strip()
-        if not label:
-            raise CLIError(f"target column {target!r} is empty on line {n}")
-        x.append(values)
-        y.append(label)
-    return CSVData(path, features, x, target, y)
+    return names
+
+
+def _feature(column: str, line: int, cell: str) -> float:
+    """The value of a feature cell, which must be a finite number."""
+    text = cell.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        what = "is empty" if not text else f"is {text!r}"
+        raise CLIError(
+            f"feature column {column!r} must be numeric, but line {line} {what}"
+        ) from None
+    if not math.isfinite(value):
+        raise CLIError(f"feature column {column!r} must be finite, but line {line} is {text!r}")
+    return value
 
 
 def _as_number(text: str) -> float | None:

@@ -70,12 +70,9 @@ def run_fit(args: argparse.Namespace) -> str:
     table = read_csv(args.data, args.target)
     task, y, classes, reason = encode_target(table.y, args.task)
     StagedFolder.check(args.out)  # fail before any fitting
-    x = torch.tensor(table.x, dtype=DTYPE)
-    train, test, held_out = split_rows(len(x), args.test_fraction, args.seed)
+    split = split_rows(len(table.x), args.test_fraction, args.seed)
     with staged(args.out) as folder, threads(args.threads):
-        summary = _fit_csv(
-            args, table, task, reason, x, y, classes, (train, test, held_out), folder.path
-        )
+        summary = _fit_csv(args, table, task, reason, y, classes, split, folder.path)
         target = folder.commit()
     return summary + f"\nreport: {target / 'report.md'}"
 
@@ -85,7 +82,6 @@ def _fit_csv(
     table: CSVData,
     task: str,
     reason: str,
-    x: Tensor,
     y: Tensor,
     classes: list[str] | None,
     split: tuple[Tensor, Tensor, bool],
@@ -103,6 +99,7 @@ def _fit_csv(
     from .report import FitReport, ModelResult, metrics_table, text_table, write_fit_report
 
     train, test, held_out = split
+    x = torch.tensor(table.x, dtype=DTYPE)
     (x_train, x_test), x_mean, x_std = standardize(x[train], x[test])
     y_train, y_test = y[train], y[test]
     regression = task == "regression"
