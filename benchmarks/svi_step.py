@@ -29,7 +29,7 @@ from torch import nn
 from pyro_bdl import BNN, Categorical, HomoskedasticGaussian, MeanFieldNormal
 from pyro_bdl.guides import BernoulliDropout, ConcreteDropout
 from pyro_bdl.inference.elbo import TraceFreeELBO, make_objective
-from pyro_bdl.inference.loop import FitResult, FitState
+from pyro_bdl.inference.loop import Batch, FitResult, FitState
 from pyro_bdl.inference.loop import step as engine_step
 from pyro_bdl.inference.optim import Optimizer
 
@@ -85,15 +85,16 @@ def bnn_step(sizes, task, x, y, guide, num_particles=1) -> Callable[[], None]:
     # what one step inside fit does, through the public engine: the objective fit would use
     # (trace-free when possible), its optimiser (fused when possible), one step
     objective = make_objective(
-        bnn.bayesian_model, bnn.guide, x[:2], y[:2], n, handler=bnn.estimator,
+        bnn.bayesian_model, bnn.guide, (x[:2], y[:2]), n, handler=bnn.estimator,
         num_particles=num_particles,
     )  # fmt: skip
     fused = isinstance(objective, TraceFreeELBO)
     optimizer = Optimizer(optim, objective.params if fused else None)
     state = FitState(0, FitResult(n), torch.Generator())
+    batch = Batch(x, y, len(x))
 
     def step() -> None:
-        engine_step(state, x, y, objective, optimizer, dataset_size=n, num_particles=num_particles)
+        engine_step(state, batch, objective, optimizer, dataset_size=n, num_particles=num_particles)
 
     return step
 

@@ -5,12 +5,13 @@ Every check raises with the expected value, what it got and, where there is one,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["positive_int", "check_tensor", "check_observation"]
+__all__ = ["positive_int", "check_tensor", "check_observation", "check_float"]
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -92,3 +93,24 @@ def check_observation(value: Any, like: Tensor) -> Tensor:
     if value.is_complex():
         raise TypeError(f"Expected a real observed value, but got dtype {value.dtype}.")
     return value if value.is_floating_point() else value.to(like.dtype)
+
+
+def check_float(name: str, value: Any, *, positive: bool = True, allow_zero: bool = False) -> float:
+    """Validate a finite real setting (not a bool); return it as a float.
+
+    :raises TypeError: if ``value`` is not a real number.
+    :raises ValueError: if it is NaN/inf, or not > 0 (``>= 0`` with ``allow_zero``).
+
+    Example::
+
+        >>> from pyro_bdl._checks import check_float
+        >>> check_float("init_scale", 0.1)
+        0.1
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected {name} to be a real number, but got {type(value).__name__}.")
+    value = float(value)
+    bound = ">= 0" if allow_zero else "> 0"
+    if not math.isfinite(value) or (positive and (value < 0 or (value == 0 and not allow_zero))):
+        raise ValueError(f"Expected a finite {name} {bound}, but got {value}.")
+    return value

@@ -379,6 +379,21 @@ def _mcmc_bnn(mcmc: MCMC, bnn: BNN | None) -> BNN:
     return bnn
 
 
+def _fixed_set_size(
+    posterior: SamplesPosterior, sites: Mapping[str, torch.Size], num_samples: int | None
+) -> int:
+    """How many of a fixed set's draws to export (all by default), after checking its sites."""
+    total = int(posterior.num_draws or 0)
+    num = total if num_samples is None else _positive_int("num_samples", num_samples)
+    missing = sorted(set(sites) - set(posterior.samples))
+    if missing or num > total:
+        raise ValueError(
+            f"Expected draws for every latent site of the model and num_samples <= {total}, "
+            f"but got none for {missing} and num_samples={num}."
+        )
+    return num
+
+
 def _grouped_samples(
     fitted: MCMC | Mapping[str, torch.Tensor], num_samples: int | None
 ) -> tuple[dict[str, torch.Tensor], int, np.ndarray | None]:
@@ -518,16 +533,9 @@ def to_inference_data(
             draws = _collect(fitted, posterior, x, y, num_samples, chunk, var_names)
         inference = "svi"
     elif isinstance(fitted, SamplesPosterior):
-        chains, total = 1, int(fitted.num_draws or 0)
-        num = total if num_samples is None else _positive_int("num_samples", num_samples)
-        missing = sorted(set(sites) - set(fitted.samples))
-        if missing or num > total:
-            raise ValueError(
-                f"Expected draws for every latent site of the model and num_samples <= {total}, "
-                f"but got none for {missing} and num_samples={num}."
-            )
+        chains, inference = 1, "samples"
+        num = _fixed_set_size(fitted, sites, num_samples)
         draws = _collect(model_bnn, fitted, x, y, num, chunk, var_names)
-        inference = "samples"
     else:
         flat, chains, diverging = _grouped_samples(fitted, num_samples)
         missing = sorted(set(sites) - set(flat))

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyro
 import pyro.optim
 import torch
 from pyro import poutine
@@ -23,6 +22,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from . import __version__
+from ._checks import check_tensor, positive_int
 from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from .guides import GuideLike, build_guide, guide_config, guide_from_config
 from .inference.callbacks import Callback, Checkpoint, EpochCallback, Progress
@@ -38,6 +38,7 @@ from .inference.loop import fit as run_fit
 from .inference.optim import Optimizer, make_optim
 from .inference.posterior import DRAWS_PLATE, GuidePosterior, Posterior, SamplesPosterior
 from .inference.predict import predict
+from .inference.strategies import LOCAL, Strategy, checksum
 from .likelihoods import OBS, Likelihood, likelihood_from_config
 from .model import BayesianModel
 from .priors import Prior, PriorLike, as_prior, prior_from_config
@@ -124,31 +125,6 @@ def _unflatten(plain: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
         items = [_unflatten(v, tensors, path) for v in plain["__list__"]]
         return tuple(items) if plain.get("tuple") else items
     return plain
-
-
-def _check_tensor(name: str, t: Any) -> torch.Tensor:
-    if not torch.is_tensor(t):
-        raise TypeError(f"Expected {name} to be a torch.Tensor, but got {type(t).__name__}.")
-    if t.is_complex():
-        raise TypeError(f"Expected real-valued {name}, but got dtype {t.dtype}.")
-    if t.dim() == 0 or t.shape[0] == 0:
-        raise ValueError(
-            f"Expected {name} with at least one row (shape (N, ...), N >= 1), but got shape "
-            f"{tuple(t.shape)}."
-        )
-    if t.is_floating_point() and not torch.isfinite(t).all():
-        bad = int((~torch.isfinite(t)).sum())
-        raise ValueError(
-            f"Expected finite values in {name}, but found {bad} NaN/inf entries; remove or "
-            "impute them first."
-        )
-    return t
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive int, but got {value!r}.")
-    return value
 
 
 class BNN(PyroModule):
@@ -281,7 +257,7 @@ class BNN(PyroModule):
 
     # ------------------------------------------------------------------ validation helpers
     def _check_inputs(self, x: Any) -> torch.Tensor:
-        x = _check_tensor("x", x)
+        x = check_tensor("x", x)
         dtype = next(self._net.parameters()).dtype
         if x.is_floating_point() and x.dtype != dtype:
             raise TypeError(
@@ -344,7 +320,7 @@ class BNN(PyroModule):
 
     def _check_data(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._check_inputs(x)
-        y = _check_tensor("y", y)
+        y = check_tensor("y", y)
         if len(x) != len(y):
             raise ValueError(
                 f"Expected x and y with the same number of rows, but got {len(x)} and {len(y)}."
@@ -376,7 +352,7 @@ class BNN(PyroModule):
             return LoaderBatches(x, self._check_data)
         x, y = self._check_data(x, y)
         if batch_size is not None:
-            _positive_int("batch_size", batch_size)
+            positive_int("batch_size", batch_size)
         return TensorBatches(x, y, batch_size, shuffle)
 
     def fit(
@@ -400,6 +376,7 @@ class BNN(PyroModule):
         distributed: bool = False,
         callbacks: Sequence[Callback] = (),
         elbo: str = "auto",
+        strategy: Strategy | None = None,
     ) -> FitResult:
         """Fit the guide (and the deterministic parameters) by SVI.
 
@@ -424,12 +401,16 @@ class BNN(PyroModule):
         :param resume_from: a checkpoint written by ``fit``; the run continues from its epoch
             and reproduces the uninterrupted run exactly (same data and arguments).
         :param distributed: data-parallel SVI over an initialised ``torch.distributed`` group
-            (see :func:`pyro_bdl.distributed.fit_distributed`; ``batch_size`` is global).
+            (see :mod:`pyro_bdl.inference.strategies.data_parallel`; ``batch_size`` is global;
+            DataLoaders, checkpoints and per-example dropout masks work as in one process).
         :param callbacks: :class:`~pyro_bdl.inference.callbacks.Callback` objects (e.g.
             ``EarlyStop(patience=50)``, a per-step collector), run after the built-in ones.
         :param elbo: the ELBO estimator: ``"auto"`` (trace-free when the guide offers it: the
             same estimate from the same random numbers, without Pyro's tracing), ``"traced"``
             (always Pyro's traced estimate) or ``"trace_free"`` (fail if not available).
+        :param strategy: how the work is spread: one process (default) or
+            :class:`~pyro_bdl.inference.strategies.data_parallel.DataParallel`
+            (``distributed=True`` is ``strategy=DataParallel()``).
         :return: a :class:`FitResult` with the per-datum ELBO, expected log-likelihood and KL.
         :raises DivergenceError: if the ELBO becomes NaN/inf; parameters keep their last good
             values.
@@ -439,89 +420,137 @@ class BNN(PyroModule):
             >>> result = bnn.fit(x, y, epochs=100, batch_size=128, lr=1e-2, progress=False)
             >>> result.elbo[-1], result.loglik[-1], result.kl[-1]  # nats per datum
         """
-        if distributed:
-            if checkpoint_every is not None or resume_from is not None:
-                raise ValueError(
-                    "Expected no checkpoint_every/resume_from with distributed=True: "
-                    "distributed fits are not checkpointed yet."
-                )
-            from .distributed import fit_distributed
+        strategy = self._strategy(distributed, strategy)
 
-            return fit_distributed(
-                self,
-                x,
-                y,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                optim=optim,
-                num_particles=num_particles,
-                vectorize_particles=vectorize_particles,
-                shuffle=shuffle,
-                seed=seed,
-                progress=progress,
-                callback=callback,
+        def prepare() -> tuple[TensorBatches | LoaderBatches, int, pyro.optim.PyroOptim]:
+            positive_int("epochs", epochs)
+            positive_int("num_particles", num_particles)
+            return self._prepare_data(
+                x, y, batch_size, shuffle, lr, optim, checkpoint_every, checkpoint_path
             )
-        epochs = _positive_int("epochs", epochs)
-        num_particles = _positive_int("num_particles", num_particles)
-        optim = make_optim(lr, optim)
-        if checkpoint_every is not None:
-            _positive_int("checkpoint_every", checkpoint_every)
-            if checkpoint_path is None:
-                raise ValueError("Expected checkpoint_path with checkpoint_every, but got None.")
+
+        # on every process; with several, an error on one is raised on all of them
+        data, size, optim = strategy.guard("the checks before fitting", prepare)
+        net = list(self._net.parameters())
+        strategy.agree(
+            [
+                data.size,
+                getattr(data, "batch_size", None) or -1,
+                size,
+                epochs,
+                num_particles,
+                float(vectorize_particles),
+                float(shuffle),
+                -1.0 if seed is None else float(seed),
+                float(callback is not None),
+                len(net),
+                sum(p.numel() for p in net),
+            ],
+            [checksum(data.x), checksum(data.y)] if isinstance(data, TensorBatches) else [],
+        )
+        seed = strategy.agree_seed(seed)
         if seed is not None:
             torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(
             int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
         )
-        data = self._batches(x, y, batch_size, shuffle)
-        if isinstance(data, TensorBatches):
-            self._check_targets_against_outputs(data.y, self._probe_output(data.x))
-        size = self.likelihood.dataset_size or data.size
         state = FitState(0, FitResult(dataset_size=size), generator)
         if resume_from is not None:
-            self._resume(resume_from, optim, state, x)
+            strategy.guard("the resume", lambda: self._resume(resume_from, optim, state, x))
         if isinstance(data, TensorBatches):
             probe = (data.x[:2], data.y[:2])
         else:  # one example, without drawing a batch
             x0, y0 = x.dataset[0]
             probe = self._check_data(torch.as_tensor(x0)[None], torch.as_tensor(y0)[None])
         self._input_shape = tuple(probe[0].shape[1:])  # the data are valid from here on
-        objective = make_objective(
-            self.bayesian_model,
-            self.guide,
-            *probe,
-            size,
-            estimator=elbo,
-            handler=self.estimator,
-            num_particles=num_particles,
-            vectorize_particles=vectorize_particles,
+        objective = strategy.guard(
+            "the creation of the parameters",
+            lambda: make_objective(
+                self.bayesian_model,
+                self.guide,
+                probe,
+                size,
+                estimator=elbo,
+                handler=self.estimator,
+                num_particles=num_particles,
+                vectorize_particles=vectorize_particles,
+            ),
         )
+        strategy.setup(objective, probe)
         fused = isinstance(objective, TraceFreeELBO)
         optimizer = Optimizer(optim, objective.params if fused else None)
-        steps: list[Callback] = [Progress()] if progress else []
-        if checkpoint_every is not None:
-            path = checkpoint_path
-
-            def save(state: FitState) -> None:
-                self._write_fit_checkpoint(path, state, optim)
-
-            steps.append(Checkpoint(checkpoint_every, save))
-        if callback is not None:
-            steps.append(EpochCallback(callback))
         state = run_fit(
             objective,
             optimizer,
             data,
             epochs=epochs,
             state=state,
-            dataset_size=size,
             num_particles=num_particles,
-            callbacks=[*steps, *callbacks],
-        )
+            callbacks=self._callbacks(strategy, progress, checkpoint_every, checkpoint_path,
+                                      optim, callback, callbacks),
+            strategy=strategy,
+        )  # fmt: skip
         self.fit_result = state.history
         self.fit_state = state
         return state.history
+
+    @staticmethod
+    def _strategy(distributed: bool, strategy: Strategy | None) -> Strategy:
+        if strategy is not None:
+            if distributed:
+                raise ValueError("Expected distributed=False with strategy=, but got both.")
+            return strategy
+        if not distributed:
+            return LOCAL
+        from .inference.strategies.data_parallel import DataParallel
+
+        return DataParallel()
+
+    def _prepare_data(
+        self,
+        x: Any,
+        y: Any,
+        batch_size: int | None,
+        shuffle: bool,
+        lr: float,
+        optim: pyro.optim.PyroOptim | None,
+        checkpoint_every: int | None,
+        checkpoint_path: str | os.PathLike | None,
+    ) -> tuple[TensorBatches | LoaderBatches, int, pyro.optim.PyroOptim]:
+        """Validate a fit's data and arguments (nothing drawn or changed): source, N, optim."""
+        optim = make_optim(lr, optim)
+        if checkpoint_every is not None:
+            positive_int("checkpoint_every", checkpoint_every)
+            if checkpoint_path is None:
+                raise ValueError("Expected checkpoint_path with checkpoint_every, but got None.")
+        data = self._batches(x, y, batch_size, shuffle)
+        if isinstance(data, TensorBatches):
+            self._check_targets_against_outputs(data.y, self._probe_output(data.x))
+        return data, self.likelihood.dataset_size or data.size, optim
+
+    def _callbacks(
+        self,
+        strategy: Strategy,
+        progress: bool,
+        checkpoint_every: int | None,
+        checkpoint_path: str | os.PathLike | None,
+        optim: pyro.optim.PyroOptim,
+        callback: Callable[[int, FitResult], bool | None] | None,
+        callbacks: Sequence[Callback],
+    ) -> list[Callback]:
+        """``fit``'s keywords as callbacks (progress and checkpoints on the main process)."""
+        steps: list[Callback] = [Progress()] if progress and strategy.is_main else []
+        if checkpoint_every is not None and checkpoint_path is not None:
+            path = checkpoint_path
+
+            def save(state: FitState) -> None:
+                if strategy.is_main:
+                    self._write_fit_checkpoint(path, state, optim)
+
+            steps.append(Checkpoint(checkpoint_every, save))
+        if callback is not None:
+            steps.append(EpochCallback(callback))
+        return [*steps, *callbacks]
 
     # ------------------------------------------------------------------ saving and loading
     def _config(self) -> dict[str, Any]:
@@ -718,9 +747,9 @@ class BNN(PyroModule):
                 raise ValueError("Expected posterior=None with distributed=True (the guide's).")
             return predict_distributed(self, x, num_samples, seed=seed, chunk_size=chunk_size)
         x = self._check_inputs(x)
-        num_samples = _positive_int("num_samples", num_samples)
+        num_samples = positive_int("num_samples", num_samples)
         if chunk_size is not None:
-            chunk_size = _positive_int("chunk_size", chunk_size)
+            chunk_size = positive_int("chunk_size", chunk_size)
         self._probe_output(x)
         self.ensure_guide(x)
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
@@ -807,7 +836,10 @@ class BNN(PyroModule):
             >>> draws = bnn.posterior(x).sample(10)  # Draws: draws.sites["0.weight"] (10, ...)
         """
         self.ensure_guide(x)
-        return GuidePosterior(self.guide, self.bayesian_model, args=(x,), per_example=per_example)
+        model = self.bayesian_model
+        return GuidePosterior(
+            self.guide, model, args=(x,), shapes=model.latent_shapes(x), per_example=per_example
+        )
 
     def __repr__(self) -> str:
         return (

@@ -30,7 +30,8 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 from torch.distributions import register_kl
 
-from .nn import INIT_KEY, broadcast_shapes, check_float, init_to_net, is_real_support
+from ._checks import check_float
+from .nn import INIT_KEY, broadcast_shapes, init_to_net, is_real_support
 
 __all__ = [
     "AutoDropout",
@@ -833,6 +834,8 @@ class _DropoutSampler:
         self.modules = {modules[n]: n for n in modules}
         #: ``{module: fn(module, input)}``: the per-example masks, for ``BatchedForward``
         self.input_fns = {m: self._mask for m in self.modules}
+        #: ``(B, rows)`` when the inputs are these rows of a minibatch of B (data-parallel)
+        self.rows: tuple[int, slice] | None = None
         self._p: dict[str, float | torch.Tensor] = {}
         self.has_kl = all(part is not None for part in parts.values())
         self.flat_coef: torch.Tensor | None = None
@@ -903,7 +906,17 @@ class _DropoutSampler:
         return draws, kl
 
     def _mask(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return _mask_input(module, x, self._p[self.modules[module]], self.temperature)
+        p = self._p[self.modules[module]]
+        if self.rows is None:
+            return _mask_input(module, x, p, self.temperature)
+        # a shard of a minibatch of B rows: the masks of all B rows, in one draw as one process
+        # draws them, and this shard's rows of them
+        size, rows = self.rows
+        pad = (rows.start, size - rows.stop)
+        full = torch.cat(
+            [x.new_zeros((pad[0],) + x.shape[1:]), x, x.new_zeros((pad[1],) + x.shape[1:])]
+        )
+        return _mask_input(module, full, p, self.temperature)[rows]
 
 
 def _check_p(name: str, p: Any) -> float:

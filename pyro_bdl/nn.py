@@ -38,27 +38,6 @@ __all__ = [
 INIT_KEY = "pyro_bdl_init"
 
 
-def check_float(name: str, value: Any, *, positive: bool = True, allow_zero: bool = False) -> float:
-    """Validate a finite real setting (not a bool); return it as a float.
-
-    :raises TypeError: if ``value`` is not a real number.
-    :raises ValueError: if it is NaN/inf, or not > 0 (``>= 0`` with ``allow_zero``).
-
-    Example::
-
-        >>> from pyro_bdl.nn import check_float
-        >>> check_float("init_scale", 0.1)
-        0.1
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Expected {name} to be a real number, but got {type(value).__name__}.")
-    value = float(value)
-    bound = ">= 0" if allow_zero else "> 0"
-    if not math.isfinite(value) or (positive and (value < 0 or (value == 0 and not allow_zero))):
-        raise ValueError(f"Expected a finite {name} {bound}, but got {value}.")
-    return value
-
-
 def is_real_support(support: Any) -> bool:
     """Whether a distribution's support is the real line (possibly as independent dims)."""
     while hasattr(support, "base_constraint"):

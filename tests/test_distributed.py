@@ -31,7 +31,7 @@ from torch import nn
 
 from pyro_bdl import BNN, Categorical, HomoskedasticGaussian
 from pyro_bdl.distributed import DistributedFitError, fit_distributed, predict_distributed
-from pyro_bdl.guides import BernoulliDropout
+from pyro_bdl.guides import BernoulliDropout, MeanFieldNormal
 
 WORLD = 2
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +135,7 @@ def _scenario(rank: int, scenario: str) -> dict[str, Any]:
             "single_samples": single.samples,
             "single_scale": single.scale,
         }
+    record.update(_engine_cases(rank))
     # coordinated failures leave the process group usable, so they can share the launch
     try:
         fit_distributed(build("mean-field", "mismatch"), *data("mean-field"), batch_size=5 + rank)
@@ -144,9 +145,60 @@ def _scenario(rank: int, scenario: str) -> dict[str, Any]:
     return record
 
 
+#: what the single-process fit supported and the distributed one refused before the strategy
+ENGINE = {"epochs": 3, "lr": 0.05, "seed": 3, "progress": False}
+
+
+def masks_bnn(name: str) -> BNN:
+    """Per-example dropout masks (the trace-free step draws them on the layer inputs)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 3))
+    return BNN(net, dist.Normal(0.0, 1.0), Categorical(), guide=BernoulliDropout(0.2), name=name)
+
+
+def loader(case: str, batch_size: int = 10) -> torch.utils.data.DataLoader:
+    x, y = data(case)
+    dataset = torch.utils.data.TensorDataset(x, y)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+
+
+def _state(bnn: BNN) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in bnn.state_dict().items()}
+
+
+def _engine_cases(rank: int, checkpoint: str | None = None) -> dict[str, Any]:
+    """A DataLoader, per-example dropout masks, and a checkpointed run resumed, on every rank."""
+    record: dict[str, Any] = {}
+    pyro.clear_param_store()
+    bnn = build("mean-field", "loader")
+    result = fit_distributed(bnn, loader("mean-field"), None, **ENGINE)
+    record["loader"] = {"state": _state(bnn), "history": _history(result)}
+    pyro.clear_param_store()
+    bnn = masks_bnn("masks")
+    result = fit_distributed(bnn, *data("dropout"), batch_size=10, num_particles=2, **ENGINE)
+    record["masks"] = {"state": _state(bnn), "history": _history(result)}
+    pyro.clear_param_store()
+    bnn = masks_bnn("masks-1")
+    result = fit_distributed(bnn, *data("dropout"), batch_size=10, **ENGINE)
+    record["masks-1"] = {"state": _state(bnn), "history": _history(result)}
+    # interrupted after one epoch (rank 0 writes the checkpoint), resumed by a new model
+    path = os.path.join(os.environ["PYRO_BDL_TEST_OUT"], "checkpoint.pt")
+    pyro.clear_param_store()
+    first = build("mean-field", "resume-a")
+    args = {**ENGINE, "batch_size": 10, "num_particles": 2}
+    fit_distributed(first, *data("mean-field"), **{**args, "epochs": 1}, checkpoint_every=1,
+                    checkpoint_path=path)  # fmt: skip
+    pyro.clear_param_store()
+    second = build("mean-field", "resume-b")
+    result = fit_distributed(second, *data("mean-field"), **args, resume_from=path)
+    record["resume"] = {"state": _state(second), "history": _history(result)}
+    return record
+
+
 def _worker(rank: int, world: int, port: int, scenario: str, out: str, timeout: float) -> None:
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
+    os.environ["PYRO_BDL_TEST_OUT"] = out
     tdist.init_process_group(
         "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
@@ -233,6 +285,39 @@ def test_two_ranks_take_the_steps_of_single_process_fit(two_ranks, case):
     for name, value in two_ranks[0][case]["state"].items():
         assert torch.equal(two_ranks[1][case]["state"][name], value), name
     assert two_ranks[0][case]["history"] == two_ranks[1][case]["history"]
+
+
+def _single_process(case: str) -> tuple[dict[str, torch.Tensor], dict[str, list[float]]]:
+    pyro.clear_param_store()
+    if case == "loader":
+        bnn = build("mean-field", "reference-loader")
+        result = bnn.fit(loader("mean-field"), **ENGINE)
+    elif case.startswith("masks"):
+        bnn = masks_bnn(f"reference-{case}")
+        particles = 2 if case == "masks" else 1
+        result = bnn.fit(*data("dropout"), batch_size=10, num_particles=particles, **ENGINE)
+    else:  # resume: the uninterrupted run
+        bnn = build("mean-field", "reference-resume")
+        result = bnn.fit(*data("mean-field"), batch_size=10, num_particles=2, **ENGINE)
+    return _state(bnn), _history(result)
+
+
+@pytest.mark.parametrize("case", ["loader", "masks", "masks-1", "resume"])
+def test_two_ranks_fit_loaders_masks_and_resumed_runs_as_one_process(two_ranks, case):
+    """Each rank reads its rows of the DataLoader's batches; per-example dropout masks are those
+    of the whole minibatch; a run checkpointed by rank 0 and resumed continues exactly: every
+    parameter and the ELBO history equal one process's uninterrupted run to 1e-10."""
+    want, history = _single_process(case)
+    for rank, rec in enumerate(two_ranks):
+        got = rec[case]
+        assert set(got["state"]) == set(want)
+        for name, value in want.items():
+            assert torch.allclose(got["state"][name], value, rtol=0, atol=1e-10), (rank, name)
+        for key, values in history.items():
+            assert len(got["history"][key]) == len(values), (rank, key)
+            assert np_close(got["history"][key], values), (rank, key)
+    for name, value in two_ranks[0][case]["state"].items():
+        assert torch.equal(two_ranks[1][case]["state"][name], value), name
 
 
 def np_close(a: list[float], b: list[float], tol: float = 1e-10) -> bool:
@@ -342,10 +427,12 @@ def test_per_example_randomness_is_refused(one_rank):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 3))
     bnn = BNN(net, dist.Normal(0.0, 1.0), Categorical(), guide=BernoulliDropout(0.2))
-    with pytest.raises(NotImplementedError, match="estimator='per_particle'"):
-        fit_distributed(bnn, x, y)
+    fit_distributed(bnn, x, y, epochs=1, progress=False)  # the masks of the whole minibatch
     with pytest.raises(NotImplementedError, match="per-example"):
         predict_distributed(bnn, x, 3)
+    mf = BNN(net, dist.Normal(0.0, 1.0), Categorical(), guide=MeanFieldNormal(estimator="flipout"))
+    with pytest.raises(NotImplementedError, match=r"per-example randomness \(LinearOutputNoise\)"):
+        fit_distributed(mf, x, y)
     net = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.1), nn.Linear(8, 3))
     bnn = BNN(net, dist.Normal(0.0, 1.0), Categorical())
     with pytest.raises(NotImplementedError, match=r"module '1' \(Dropout\).*net.eval\(\)"):
@@ -361,13 +448,24 @@ def test_arguments_are_checked_like_fit(one_rank):
     x, y = data("mean-field")
     with pytest.raises(ValueError, match="Expected epochs to be a positive int, but got 0"):
         fit_distributed(bnn, x, y, epochs=0)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
-    with pytest.raises(TypeError, match="got a DataLoader"):
-        fit_distributed(bnn, loader, None)
+    stream = torch.utils.data.DataLoader(_Stream(x, y), batch_size=4)
+    with pytest.raises(TypeError, match="got an IterableDataset"):
+        fit_distributed(bnn, stream, None, progress=False)
     with pytest.raises(TypeError, match="Expected optim to be a pyro.optim optimiser"):
         fit_distributed(bnn, x, y, optim=torch.optim.Adam)
     with pytest.raises(ValueError, match="Expected num_samples to be a positive int"):
         predict_distributed(bnn, x, 0)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return iter(zip(self.x, self.y, strict=True))
+
+    def __len__(self) -> int:
+        return len(self.x)
 
 
 def test_example_quick_run_in_this_process(one_rank, capsys):

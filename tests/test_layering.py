@@ -55,7 +55,6 @@ LAYERS: dict[str, int] = {
     "inference": 4,
     "posteriors": 4,
     "infer": 4,  # alias of inference
-    "_fast": 4,  # TRANSITIONAL: becomes inference/optim.py (ARCHITECTURE.md §2); then delete
     # L5 facade
     "serialization": 5,
     "bnn": 5,
@@ -83,6 +82,7 @@ SIBLING_EDGES: frozenset[tuple[str, str]] = frozenset(
         ("nn", "_linear_chain"),
         ("metrics", "uncertainty"),
         ("posteriors", "inference"),
+        ("infer", "inference"),  # infer.py is the alias of inference.elbo
         ("bnn", "serialization"),
         ("distill", "workflows"),
     }
@@ -98,17 +98,13 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
         ("bnn", "checkpoint"),  # checkpoint.py becomes serialization.py (bnn -> serialization)
         ("bnn", "distributed"),  # lazy: fit/predict with distributed=True (a strategy instead)
         ("cli", INIT),  # __version__: read it from _version
+        ("report", "cli"),  # deprecation shim of pyro_bdl.cli.report, FutureWarning, one release
         ("guides", "bnn"),  # lazy, in a guide's method: guides never see a BNN
-        ("likelihoods", "priors"),  # lazy: distribution (de)serialisation -> distributions/
     }
 )
 #: Today's imports of a private name from another module (importer, module, name). A ratchet.
 KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str, str]] = frozenset(
     {
-        ("bnn", "likelihoods", "_check_outputs"),
-        ("distributed", "bnn", "_SkipObservation"),
-        ("distributed", "bnn", "_concatenate"),
-        ("distributed", "bnn", "_positive_int"),
         ("metrics", "uncertainty", "_broadcast_scale"),
         ("metrics", "uncertainty", "_check_categorical_probs"),
         ("metrics", "uncertainty", "_check_finite"),

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
 from torch import Tensor
 
-from .._checks import check_observation
-from ..nn import check_float
+from .._checks import check_float, check_observation
 
 __all__ = [
     "TemperedCategorical",

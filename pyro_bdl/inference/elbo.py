@@ -145,7 +145,13 @@ class Objective(Protocol):
     params: list[torch.Tensor]
 
     def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, dataset_size: int, num_particles: int = 1
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        dataset_size: int,
+        num_particles: int = 1,
+        *,
+        rows: tuple[int, slice] | None = None,
     ) -> tuple[ELBOTerms, list[torch.Tensor]]: ...
 
 
@@ -178,9 +184,19 @@ class TracedELBO:
         self.params: list[torch.Tensor] = list(params or [])
 
     def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, dataset_size: int, num_particles: int = 1
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        dataset_size: int,
+        num_particles: int = 1,
+        *,
+        rows: tuple[int, slice] | None = None,
     ) -> tuple[ELBOTerms, list[torch.Tensor]]:
-        """The estimate and every parameter it touched (the unconstrained leaf tensors)."""
+        """The estimate and every parameter it touched (the unconstrained leaf tensors).
+
+        ``rows`` (a data-parallel shard's place in its minibatch) is not used: a traced step
+        with per-example randomness is not split across processes.
+        """
         with self.handler(), poutine.trace(param_only=True) as capture:
             terms = elbo_terms(
                 self.model,
@@ -208,7 +224,7 @@ class TraceFreeELBO:
 
     Example::
 
-        >>> objective = make_objective(model, guide, x[:2], y[:2], len(x))  # doctest: +SKIP
+        >>> objective = make_objective(model, guide, (x[:2], y[:2]), len(x))  # doctest: +SKIP
         >>> isinstance(objective, TraceFreeELBO)  # mean-field / dropout guides  # doctest: +SKIP
         True
     """
@@ -220,10 +236,23 @@ class TraceFreeELBO:
         self._target_layouts: dict[tuple, tuple] = {}
 
     def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, dataset_size: int, num_particles: int = 1
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        dataset_size: int,
+        num_particles: int = 1,
+        *,
+        rows: tuple[int, slice] | None = None,
     ) -> tuple[ELBOTerms, list[torch.Tensor]]:
-        """The estimate and :attr:`params`."""
+        """The estimate and :attr:`params`.
+
+        :param rows: ``(B, slice)``: ``x`` are these rows of a minibatch of B (a data-parallel
+            shard); per-example noise is then drawn for all B rows and these rows kept, as one
+            process draws it.
+        """
         sample_shape = (num_particles,) if num_particles > 1 else ()
+        if self.sampler.input_fns:
+            self.sampler.rows = rows
         draws, kl = self.sampler(sample_shape)
         model = self.model
         weights = {n: draws[model.site_name(n)] for n in model.random_names}
@@ -264,8 +293,7 @@ ESTIMATORS = ("auto", "traced", "trace_free")
 def make_objective(
     model: BayesianModel,
     guide: Callable,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    example: tuple[torch.Tensor, torch.Tensor],
     dataset_size: int,
     *,
     estimator: str = "auto",
@@ -283,8 +311,7 @@ def make_objective(
 
     :param model: the :class:`~pyro_bdl.model.BayesianModel`.
     :param guide: the guide (an AutoGuide, or any guide callable).
-    :param x: example inputs (two rows are enough).
-    :param y: example targets.
+    :param example: an example batch ``(x, y)`` (two rows are enough).
     :param dataset_size: N.
     :param estimator: ``"auto"`` (trace-free when the guide offers it), ``"traced"`` (always
         Pyro's traced estimate) or ``"trace_free"`` (fail if it is not available).
@@ -296,11 +323,12 @@ def make_objective(
 
     Example::
 
-        >>> objective = make_objective(bnn.bayesian_model, bnn.guide, x[:2], y[:2], len(x),
+        >>> objective = make_objective(bnn.bayesian_model, bnn.guide, (x[:2], y[:2]), len(x),
         ...                            estimator="traced")  # doctest: +SKIP
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"Expected estimator in {ESTIMATORS}, but got {estimator!r}.")
+    x, y = example
     traced = TracedELBO(model, guide, handler=handler, vectorize_particles=vectorize_particles)
     make = getattr(guide, "trace_free_sampler", None)
     if estimator == "traced" or make is None:

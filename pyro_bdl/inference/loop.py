@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,12 +16,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .elbo import Objective
-from .optim import Optimizer, gradients_finite
+from .optim import Optimizer
+from .strategies import HINT, LOCAL, Batch, DivergenceError, Strategy
 
 if TYPE_CHECKING:
     from .callbacks import Callback
 
 __all__ = [
+    "HINT",
+    "Batch",
     "DivergenceError",
     "FitResult",
     "FitState",
@@ -31,12 +33,6 @@ __all__ = [
     "fit",
     "step",
 ]
-
-HINT = "Lower the learning rate, use a smaller init_scale for the guide, or standardise the data."
-
-
-class DivergenceError(FloatingPointError):
-    """The ELBO became NaN or infinite during a fit; the parameters keep their last good values."""
 
 
 @dataclass
@@ -152,12 +148,21 @@ class TensorBatches:
             idx = order[i : i + bs] if order is not None else slice(i, i + bs)
             yield self.x[idx], self.y[idx]
 
+    def index_batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """The row indices of one epoch's minibatches, in :meth:`epoch`'s order."""
+        n, bs = self.size, self.batch_size
+        order = torch.randperm(n, generator=generator) if self.shuffle and bs < n else None
+        for i in range(0, n, bs):
+            yield order[i : i + bs] if order is not None else torch.arange(i, min(i + bs, n))
+
 
 class LoaderBatches:
     """Minibatches from a ``DataLoader`` yielding ``(x, y)`` pairs, each checked as it comes.
 
-    :param loader: the DataLoader (it owns the order; the fit's generator is not used).
+    :param loader: the DataLoader over a map-style dataset (it owns the order; the fit's
+        generator is not used).
     :param check: ``check(x, y) -> (x, y)`` applied to every batch.
+    :raises TypeError: for an ``IterableDataset`` or a dataset without a length.
     """
 
     def __init__(
@@ -167,7 +172,21 @@ class LoaderBatches:
     ) -> None:
         self.loader = loader
         self.check = check
-        self.size = len(loader.dataset)  # type: ignore[arg-type]
+        if isinstance(loader.dataset, torch.utils.data.IterableDataset):
+            raise TypeError(
+                "Expected a DataLoader over a map-style dataset (indexable, with a length: N "
+                "scales the ELBO, and data-parallel ranks read their rows of each batch), but "
+                f"got an IterableDataset ({type(loader.dataset).__name__}). Use a map-style "
+                "dataset, or tensors."
+            )
+        try:
+            self.size = len(loader.dataset)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(
+                "Expected a DataLoader over a dataset with a length (N, the data set size the "
+                f"ELBO is scaled to), but got {type(loader.dataset).__name__} without __len__ "
+                "(an IterableDataset?): give the dataset a __len__."
+            ) from None
 
     def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The minibatches of one epoch."""
@@ -182,61 +201,35 @@ class LoaderBatches:
 
 def step(
     state: FitState,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    batch: Batch,
     objective: Objective,
     optimizer: Optimizer,
     *,
     dataset_size: int,
     num_particles: int = 1,
+    strategy: Strategy = LOCAL,
 ) -> tuple[float, float]:
     """One SVI step on a minibatch: estimate, guard, backward, update.
 
     :param state: the fit's state (its step count names the step in errors).
-    :param x: minibatch inputs ``(B, ...)``.
-    :param y: minibatch targets ``(B, ...)``.
+    :param batch: the rows to evaluate (see :class:`~pyro_bdl.inference.strategies.Batch`).
     :param objective: the ELBO estimator.
     :param optimizer: the optimiser.
     :param dataset_size: N (the data plate scales the minibatch by N / B).
     :param num_particles: particles of the estimate.
+    :param strategy: one process (default) or data-parallel.
     :return: ``(loglik, kl)`` of the estimate, floats, nats for the whole data set.
     :raises DivergenceError: if a term or the gradient is not finite, or a guide parameter
         left its support; the parameters keep their last good values.
 
     Example::
 
-        >>> loglik, kl = step(state, xb, yb, objective, optimizer, dataset_size=N)
-        ... # doctest: +SKIP
+        >>> loglik, kl = step(state, Batch(xb, yb, len(xb)), objective, optimizer,
+        ...                   dataset_size=N)  # doctest: +SKIP
     """
-    number = state.step
-    try:
-        terms, params = objective(x, y, dataset_size, num_particles)
-    except ValueError as e:
-        if "Expected parameter" not in str(e):
-            raise
-        raise DivergenceError(
-            f"The guide's parameters left their support (step {number}): "
-            f"{str(e).splitlines()[0]} {HINT}"
-        ) from e
-    loglik, kl = terms.loglik.item(), terms.kl.item()
-    for term, value in (("expected log-likelihood", loglik), ("KL", kl)):
-        if not math.isfinite(value):
-            raise DivergenceError(
-                f"The ELBO diverged: its {term} term is {value} (step {number}). "
-                f"Parameters keep their last good values. {HINT}"
-            )
-    terms.loss.backward()
-    if not gradients_finite(params):
-        bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
-        for p in params:
-            p.grad = None
-        what = f"NaN/inf entries for {len(bad)} parameter tensor(s)" if bad else "an inf norm"
-        raise DivergenceError(
-            f"The ELBO's gradient has {what} (step {number}). Parameters keep their last good "
-            f"values. {HINT}"
-        )
-    optimizer.step(params)
-    return loglik, kl
+    return strategy.step(
+        state, batch, objective, optimizer, dataset_size=dataset_size, num_particles=num_particles
+    )
 
 
 def fit(
@@ -246,9 +239,9 @@ def fit(
     *,
     epochs: int,
     state: FitState,
-    dataset_size: int,
     num_particles: int = 1,
     callbacks: Sequence[Callback] = (),
+    strategy: Strategy = LOCAL,
 ) -> FitState:
     """Run :func:`step` over ``data`` from ``state.epoch`` to ``epochs``; return the state.
 
@@ -260,16 +253,18 @@ def fit(
     :param optimizer: the optimiser.
     :param data: the minibatch source.
     :param epochs: the epoch to stop at (a resumed state continues from ``state.epoch``).
-    :param state: the starting state (a fresh one, or one a fit left).
-    :param dataset_size: N.
+    :param state: the starting state (a fresh one, or one a fit left); its history's
+        ``dataset_size`` is N, the size the data plate scales to.
     :param num_particles: particles per step.
     :param callbacks: see :mod:`pyro_bdl.inference.callbacks`.
+    :param strategy: one process (default) or data-parallel: which rows each process
+        evaluates, how a step is reduced, and that every process stops together.
     :return: ``state``, advanced.
 
     Example::
 
         >>> state = fit(objective, optimizer, TensorBatches(x, y, 128), epochs=10,
-        ...             state=state, dataset_size=len(x))  # doctest: +SKIP
+        ...             state=state)  # doctest: +SKIP
     """
     state.optimizer, state.objective = optimizer, objective
     for cb in callbacks:
@@ -278,14 +273,13 @@ def fit(
     try:
         for epoch in range(state.epoch, epochs):
             k = 0
-            for xb, yb in data.epoch(state.generator):
-                loglik, kl = step(
+            for batch in strategy.batches(data, state.generator):
+                loglik, kl = strategy.step(
                     state,
-                    xb,
-                    yb,
+                    batch,
                     objective,
                     optimizer,
-                    dataset_size=dataset_size,
+                    dataset_size=state.history.dataset_size,
                     num_particles=num_particles,
                 )
                 state.history.add_step(loglik, kl)
@@ -294,13 +288,11 @@ def fit(
                     cb.on_step(state, loglik, kl)
             state.history.end_epoch(k)
             state.epoch = epoch + 1
-            for cb in callbacks:
-                if cb.on_epoch(state):
-                    state.stop = True
-            if state.stop:
+            if strategy.end_epoch(state, callbacks) or state.stop:
                 break
     finally:
         for cb in callbacks:
             cb.on_fit_end(state)
     state.history.seconds = time.perf_counter() - start
+    strategy.teardown(objective)
     return state

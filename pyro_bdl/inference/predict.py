@@ -19,8 +19,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
-from ..likelihoods import OBS
-from ..likelihoods import _check_outputs as check_outputs
+from ..likelihoods import OBS, check_outputs
 from ..uncertainty import Prediction
 from .posterior import DRAWS_PLATE, Draws, Posterior
 

@@ -28,9 +28,6 @@ from .classification import Bernoulli, Categorical
 from .distillation import Distillation, GaussianDistillation
 from .gaussian import HeteroskedasticGaussian, HomoskedasticGaussian
 
-#: Old private name of :func:`check_outputs`, kept for code that imports it.
-_check_outputs = check_outputs
-
 __all__ = [
     "Likelihood",
     "Categorical",

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution
 
+from .._checks import check_float
 from ..distributions.expected_normal import ExpectedNormal, check_moments
 from ..distributions.tempered import (
     DistillationCategorical,
@@ -23,7 +24,6 @@ from ..distributions.tempered import (
     check_soft_targets,
     check_temperature,
 )
-from ..nn import check_float
 from ..uncertainty import Prediction
 from .base import Likelihood, base_distribution
 from .classification import check_logits_shape

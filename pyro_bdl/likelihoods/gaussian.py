@@ -15,8 +15,9 @@ from pyro.nn import PyroParam
 from torch import Tensor
 from torch.distributions import Distribution
 
+from .._checks import check_float
 from ..distributions.config import distribution_config
-from ..nn import cast_distribution, check_float
+from ..nn import cast_distribution
 from ..uncertainty import Prediction
 from .base import PRECISION, ElementwiseLikelihood, base_distribution
 

@@ -1,0 +1,202 @@
+"""How the fit loop spreads its work: :class:`Local` (one process) or
+:class:`~pyro_bdl.inference.strategies.data_parallel.DataParallel` (``torch.distributed``).
+
+The loop (:func:`pyro_bdl.inference.loop.fit`) owns epochs, history and callbacks; a strategy
+owns what differs between one process and many: which rows of each global minibatch this
+process evaluates (:meth:`Strategy.batches`), one optimisation step with its divergence guard
+(:meth:`Strategy.step`), and agreeing on whether to stop (:meth:`Strategy.end_epoch`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from ..optim import Optimizer, gradients_finite
+
+if TYPE_CHECKING:
+    from ..callbacks import Callback
+    from ..elbo import Objective
+    from ..loop import FitState, LoaderBatches, TensorBatches
+
+__all__ = ["HINT", "LOCAL", "Batch", "DivergenceError", "Local", "Strategy", "checksum"]
+
+HINT = "Lower the learning rate, use a smaller init_scale for the guide, or standardise the data."
+
+
+def checksum(t: torch.Tensor, rows: int = 1024) -> float:
+    """Sum of |entries| of up to ``rows`` evenly spaced rows (cheap on a memory-mapped tensor);
+    processes compare it to check they were given the same data.
+
+    Example::
+
+        >>> checksum(torch.tensor([[1.0, -2.0], [3.0, 4.0]]))
+        10.0
+    """
+    t = t.detach()
+    if t.dim() and len(t) > rows:
+        t = t[torch.linspace(0, len(t) - 1, rows).long().to(t.device)]
+    return float(t.to(torch.float64).abs().sum())
+
+
+class DivergenceError(FloatingPointError):
+    """The ELBO became NaN or infinite during a fit; the parameters keep their last good values."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The rows of one global minibatch that this process evaluates.
+
+    :ivar x: inputs of these rows ``(B_r, ...)``.
+    :ivar y: their targets.
+    :ivar size: B, the global minibatch size.
+    :ivar rows: the rows' position in the global minibatch (``None``: all of it).
+    :ivar weight: this shard's share ``B_r / B`` of the minibatch's log-likelihood (0 for a
+        placeholder row of a rank that has none).
+
+    Example::
+
+        >>> b = Batch(torch.zeros(3, 1), torch.zeros(3), size=10, rows=slice(4, 7), weight=0.3)
+        >>> b.rows
+        slice(4, 7, None)
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    size: int
+    rows: slice | None = None
+    weight: float = 1.0
+
+
+class Strategy(Protocol):
+    """What a fit needs from a strategy (see :class:`Local`)."""
+
+    is_main: bool
+
+    def guard(self, where: str, fn: Callable[[], Any]) -> Any: ...
+
+    def agree_seed(self, seed: int | None) -> int | None: ...
+
+    def agree(self, arguments: Sequence[float], data: Sequence[float]) -> None: ...
+
+    def setup(self, objective: Objective, example: tuple[torch.Tensor, torch.Tensor]) -> None: ...
+
+    def batches(
+        self, data: TensorBatches | LoaderBatches, generator: torch.Generator
+    ) -> Iterator[Batch]: ...
+
+    def step(
+        self,
+        state: FitState,
+        batch: Batch,
+        objective: Objective,
+        optimizer: Optimizer,
+        *,
+        dataset_size: int,
+        num_particles: int,
+    ) -> tuple[float, float]: ...
+
+    def end_epoch(self, state: FitState, callbacks: Sequence[Callback]) -> bool: ...
+
+    def teardown(self, objective: Objective) -> None: ...
+
+
+class Local:
+    """One process: every row of every minibatch, the guard raises at once.
+
+    Example::
+
+        >>> LOCAL.step(state, batch, objective, optimizer, dataset_size=N, num_particles=1)
+        ... # doctest: +SKIP
+    """
+
+    #: this process writes checkpoints and shows progress
+    is_main = True
+
+    def guard(self, where: str, fn: Callable[[], Any]) -> Any:
+        """``fn()`` (in one process an error simply propagates)."""
+        return fn()
+
+    def agree_seed(self, seed: int | None) -> int | None:
+        """The seed as given."""
+        return seed
+
+    def agree(self, arguments: Sequence[float], data: Sequence[float]) -> None:
+        """Nothing to agree on in one process."""
+
+    def setup(self, objective: Objective, example: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Nothing to set up in one process."""
+
+    def batches(
+        self, data: TensorBatches | LoaderBatches, generator: torch.Generator
+    ) -> Iterator[Batch]:
+        """The whole minibatches of one epoch."""
+        for x, y in data.epoch(generator):
+            yield Batch(x, y, len(x))
+
+    def step(
+        self,
+        state: FitState,
+        batch: Batch,
+        objective: Objective,
+        optimizer: Optimizer,
+        *,
+        dataset_size: int,
+        num_particles: int = 1,
+    ) -> tuple[float, float]:
+        """One SVI step: estimate, guard, backward, update; returns ``(loglik, kl)``.
+
+        :raises DivergenceError: if a term or the gradient is not finite, or a guide parameter
+            left its support; the parameters keep their last good values.
+        """
+        number = state.step
+        try:
+            terms, params = objective(batch.x, batch.y, dataset_size, num_particles)
+        except ValueError as e:
+            if "Expected parameter" not in str(e):
+                raise
+            raise DivergenceError(
+                f"The guide's parameters left their support (step {number}): "
+                f"{str(e).splitlines()[0]} {HINT}"
+            ) from e
+        loglik, kl = terms.loglik.item(), terms.kl.item()
+        for term, value in (("expected log-likelihood", loglik), ("KL", kl)):
+            if not math.isfinite(value):
+                raise DivergenceError(
+                    f"The ELBO diverged: its {term} term is {value} (step {number}). "
+                    f"Parameters keep their last good values. {HINT}"
+                )
+        terms.loss.backward()
+        if not gradients_finite(params):
+            bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
+            for p in params:
+                p.grad = None
+            what = f"NaN/inf entries for {len(bad)} parameter tensor(s)" if bad else "an inf norm"
+            raise DivergenceError(
+                f"The ELBO's gradient has {what} (step {number}). Parameters keep their last "
+                f"good values. {HINT}"
+            )
+        optimizer.step(params)
+        return loglik, kl
+
+    def end_epoch(self, state: FitState, callbacks: Sequence[Callback]) -> bool:
+        """Run every callback's ``on_epoch``; stop if one asks to."""
+        stop = False
+        for cb in callbacks:
+            if cb.on_epoch(state):
+                stop = True
+        return stop
+
+    def teardown(self, objective: Any) -> None:
+        """Nothing to check in one process."""
+
+    def __repr__(self) -> str:
+        return "Local()"
+
+
+#: The default strategy.
+LOCAL = Local()
