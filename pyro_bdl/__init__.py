@@ -10,30 +10,49 @@ predict with uncertainty::
     bnn.fit(x, y, epochs=500, lr=1e-2)
     pred = bnn.predict(x_test, num_samples=100)
     pred.decompose()  # total, aleatoric, epistemic
+
+The names below are loaded on first use (PEP 562), so ``import pyro_bdl`` and the
+``pyro-bdl --help`` command stay light.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from . import distill
-from .bnn import BNN, DivergenceError, FitResult
-from .guides import AutoMeanFieldNormal, MeanFieldNormal
-from .infer import ELBOTerms, elbo_terms
-from .likelihoods import (
-    Bernoulli,
-    Categorical,
-    HeteroskedasticGaussian,
-    HomoskedasticGaussian,
-    Likelihood,
-)
-from .priors import IIDPrior, LayerwiseNormalPrior, Prior, ScaleMixturePrior
-from .uncertainty import Prediction, decompose
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "BNN": "bnn",
+    "DivergenceError": "bnn",
+    "FitResult": "bnn",
+    "AutoMeanFieldNormal": "guides",
+    "MeanFieldNormal": "guides",
+    "BernoulliDropout": "guides",
+    "ConcreteDropout": "guides",
+    "ELBOTerms": "infer",
+    "elbo_terms": "infer",
+    "Bernoulli": "likelihoods",
+    "Categorical": "likelihoods",
+    "HeteroskedasticGaussian": "likelihoods",
+    "HomoskedasticGaussian": "likelihoods",
+    "Likelihood": "likelihoods",
+    "IIDPrior": "priors",
+    "LayerwiseNormalPrior": "priors",
+    "Prior": "priors",
+    "ScaleMixturePrior": "priors",
+    "Prediction": "uncertainty",
+    "decompose": "uncertainty",
+}
 
 __all__ = [
-    "BNN",
-    "distill",
     "AutoMeanFieldNormal",
+    "BNN",
     "Bernoulli",
+    "BernoulliDropout",
     "Categorical",
+    "ConcreteDropout",
     "DivergenceError",
     "ELBOTerms",
     "FitResult",
@@ -46,7 +65,39 @@ __all__ = [
     "Prediction",
     "Prior",
     "ScaleMixturePrior",
-    "decompose",
-    "elbo_terms",
     "__version__",
+    "decompose",
+    "distill",
+    "elbo_terms",
 ]
+
+if TYPE_CHECKING:
+    from . import distill
+    from .bnn import BNN, DivergenceError, FitResult
+    from .guides import AutoMeanFieldNormal, BernoulliDropout, ConcreteDropout, MeanFieldNormal
+    from .infer import ELBOTerms, elbo_terms
+    from .likelihoods import (
+        Bernoulli,
+        Categorical,
+        HeteroskedasticGaussian,
+        HomoskedasticGaussian,
+        Likelihood,
+    )
+    from .priors import IIDPrior, LayerwiseNormalPrior, Prior, ScaleMixturePrior
+    from .uncertainty import Prediction, decompose
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name (or the ``distill`` module) on first use."""
+    if name == "distill":
+        value: Any = importlib.import_module(".distill", __name__)
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, "distill"])

@@ -21,8 +21,8 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
 
-from . import __version__
 from ._checks import check_tensor, positive_int
+from ._version import __version__
 from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from .guides import GuideLike, build_guide, guide_config, guide_from_config
 from .inference.callbacks import Callback, Checkpoint, EpochCallback, Progress

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from .common import (
     DTYPE,
     count_parameters,

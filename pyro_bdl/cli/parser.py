@@ -16,7 +16,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from .. import __version__
+from .._version import __version__
 
 __all__ = ["build_parser"]
 

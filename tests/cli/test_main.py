@@ -76,12 +76,6 @@ def test_help_imports_no_plotting_or_arviz():
     assert "pyro_bdl.cli.report" not in modules  # the report module is only for writing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pyro_bdl/__init__.py imports pyro_bdl.bnn eagerly, so any `import pyro_bdl.cli` "
-    "loads it; the CLI itself imports it only inside main() after parsing (a lazy top-level "
-    "package, PEP 562, would make this pass: then drop this mark)",
-)
 def test_help_does_not_import_the_engine():
     assert "pyro_bdl.bnn" not in run_help_in_a_fresh_interpreter()
 
