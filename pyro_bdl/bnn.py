@@ -23,8 +23,7 @@ from torch import nn
 
 from ._checks import check_tensor, positive_int
 from ._version import __version__
-from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from .guides import GuideLike, build_guide, guide_config, guide_from_config
+from .guides import GuideLike, build_guide, guide_config
 from .inference.callbacks import Callback, Checkpoint, EpochCallback, Progress
 from .inference.elbo import TraceFreeELBO, make_objective
 from .inference.loop import (
@@ -39,9 +38,21 @@ from .inference.optim import Optimizer, make_optim
 from .inference.posterior import DRAWS_PLATE, GuidePosterior, Posterior, SamplesPosterior
 from .inference.predict import predict
 from .inference.strategies import LOCAL, Strategy, checksum
-from .likelihoods import OBS, Likelihood, likelihood_from_config
+from .likelihoods import OBS, Likelihood
 from .model import BayesianModel
-from .priors import Prior, PriorLike, as_prior, prior_from_config
+from .priors import Prior, PriorLike, as_prior
+from .serialization import (
+    CheckpointError,
+    FitCheckpoint,
+    check_architecture,
+    component_config,
+    module_state,
+    read_fit_state,
+    read_posterior,
+    rebuild_components,
+    write_checkpoint,
+    write_fit_state,
+)
 from .uncertainty import Prediction
 
 __all__ = ["BNN", "FitResult", "DivergenceError"]
@@ -49,82 +60,6 @@ __all__ = ["BNN", "FitResult", "DivergenceError"]
 _names = itertools.count()
 
 __all__ += ["DRAWS_PLATE"]  # the one draws plate, defined in pyro_bdl.inference.posterior
-
-#: Tensor-name prefixes of the optimiser and RNG state in a fit checkpoint.
-_FIT_STATE_KEYS = ("optim/", "rng.")
-
-
-class _InSet:
-    """``include`` predicate: the parameter names of a saved posterior."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = frozenset(names)
-
-    def __call__(self, name: str, param: torch.Tensor) -> bool:
-        return name in self.names
-
-
-def _component(given: Any, saved: dict | None, what: str, build: Callable) -> Any:
-    if given is not None:
-        return given
-    if saved is None:
-        raise ValueError(f"The saved {what} was custom (not describable as data): pass {what}=.")
-    return build(str(saved["type"]), saved["config"])
-
-
-def _check_architecture(net: nn.Module, saved: dict[str, torch.Tensor]) -> None:
-    have = net.state_dict()
-    for k, v in saved.items():
-        if k not in have:
-            raise ValueError(
-                f"Expected the network to have parameter {k!r} of shape {tuple(v.shape)} as "
-                "saved, but it has no such parameter: load into a network of the saved "
-                "architecture."
-            )
-        if have[k].shape != v.shape:
-            raise ValueError(
-                f"Expected parameter {k!r} of shape {tuple(v.shape)} as saved, but the network's "
-                f"has shape {tuple(have[k].shape)}: load into a network of the saved architecture."
-            )
-    extra = [k for k in have if k not in saved]
-    if extra:
-        raise ValueError(
-            f"Expected the saved architecture, but the network has parameter(s) {extra} that the "
-            "checkpoint does not."
-        )
-
-
-def _flatten(obj: Any, path: str) -> tuple[dict[str, torch.Tensor], Any]:
-    """Split nested optimiser state into ``{path: tensor}`` and a JSON skeleton."""
-    if torch.is_tensor(obj):
-        return {path: obj}, {"__tensor__": path}
-    if isinstance(obj, dict):
-        tensors: dict[str, torch.Tensor] = {}
-        items = []
-        for k, v in obj.items():
-            t, plain = _flatten(v, f"{path}/{k}")
-            tensors.update(t)
-            items.append([k, plain])
-        return tensors, {"__dict__": items}
-    if isinstance(obj, (list, tuple)):
-        tensors, items = {}, []
-        for i, v in enumerate(obj):
-            t, plain = _flatten(v, f"{path}/{i}")
-            tensors.update(t)
-            items.append(plain)
-        return tensors, {"__list__": items, "tuple": isinstance(obj, tuple)}
-    return {}, obj
-
-
-def _unflatten(plain: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
-    if isinstance(plain, dict) and "__tensor__" in plain:
-        return tensors[plain["__tensor__"]]
-    if isinstance(plain, dict) and "__dict__" in plain:
-        return {k: _unflatten(v, tensors, path) for k, v in plain["__dict__"]}
-    if isinstance(plain, dict) and "__list__" in plain:
-        items = [_unflatten(v, tensors, path) for v in plain["__list__"]]
-        return tuple(items) if plain.get("tuple") else items
-    return plain
 
 
 class BNN(PyroModule):
@@ -554,17 +489,13 @@ class BNN(PyroModule):
 
     # ------------------------------------------------------------------ saving and loading
     def _config(self) -> dict[str, Any]:
-        def describe(obj: Any) -> dict[str, Any] | None:
-            cfg = obj.config()
-            return None if cfg is None else {"type": type(obj).__name__, "config": cfg}
-
         return {
             "pyro_bdl_version": __version__,
             "net_class": type(self._net).__qualname__,
             "prefix": self.prefix,
             "random_names": list(self.random_names),
-            "prior": describe(self.prior),
-            "likelihood": describe(self.likelihood),
+            "prior": component_config(self.prior),
+            "likelihood": component_config(self.likelihood),
             "guide": guide_config(self.guide_spec),
             "guide_initialized": getattr(self.guide, "prototype_trace", None) is not None,
             "input_shape": None if self._input_shape is None else list(self._input_shape),
@@ -619,27 +550,13 @@ class BNN(PyroModule):
             >>> bnn = BNN.load("posterior.pt", net=nn.Sequential(nn.Linear(1, 50), nn.Tanh(),
             ...                                                  nn.Linear(50, 1)))
         """
-        config, tensors = read_checkpoint(path)
-        cfg = config.get("bnn")
-        if not isinstance(cfg, dict) or not isinstance(cfg.get("random_names"), list):
-            raise CheckpointError(
-                f"Expected a BNN checkpoint, but {str(path)!r} holds another kind."
-            )
-        if not isinstance(net, nn.Module):
-            raise TypeError(f"Expected net to be a torch.nn.Module, but got {type(net).__name__}.")
-        _check_architecture(net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        config, tensors = read_posterior(path)
+        cfg = config["bnn"]
+        check_architecture(net, tensors)
         random = [str(n) for n in cfg["random_names"]]
-        include = _InSet(random)
-        prior = _component(
-            prior, cfg.get("prior"), "prior", lambda t, c: prior_from_config(t, c, include)
+        prior, likelihood, guide, include = rebuild_components(
+            cfg, prior=prior, likelihood=likelihood, guide=guide
         )
-        likelihood = _component(
-            likelihood, cfg.get("likelihood"), "likelihood", likelihood_from_config
-        )
-        if guide is None:
-            if cfg.get("guide") is None:
-                raise ValueError("The saved guide was custom: pass guide= to BNN.load.")
-            guide = guide_from_config(cfg["guide"])
         bnn = cls(
             net, prior, likelihood, guide, include=include, prefix=str(cfg["prefix"]), name=name
         )
@@ -657,56 +574,43 @@ class BNN(PyroModule):
 
     def _load_module_state(self, tensors: dict[str, torch.Tensor]) -> None:
         """Load the module part of a checkpoint (not the optimiser or RNG state of a fit)."""
-        state = {k: v for k, v in tensors.items() if not k.startswith(_FIT_STATE_KEYS)}
-        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing, unexpected = self.load_state_dict(module_state(tensors), strict=False)
         if missing or unexpected:
             raise CheckpointError(
                 f"The checkpoint does not fit this model: missing {sorted(missing)}, unexpected "
                 f"{sorted(unexpected)}."
             )
 
-    def _state_prefix(self) -> str:
-        return f"{self.name}."
-
     def _write_fit_checkpoint(
         self, path: str | os.PathLike, state: FitState, optim: pyro.optim.PyroOptim
     ) -> None:
-        prefix = self._state_prefix()
-        optim_state = {
-            k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in optim.get_state().items()
-        }
-        flat_tensors, optim_plain = _flatten(optim_state, "optim")
-        tensors = dict(self.state_dict())
-        tensors.update(flat_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.shuffle"] = state.generator.get_state()
+        prefix = f"{self.name}."
+        optim_state = {k.removeprefix(prefix): v for k, v in optim.get_state().items()}
         history = {k: v for k, v in vars(state.history).items() if isinstance(v, list)}
-        config = {
-            "bnn": self._config(),
-            "fit": {"epoch": state.epoch, "history": history, "optim": optim_plain},
-        }
-        write_checkpoint(path, config, tensors)
+        checkpoint = FitCheckpoint(
+            config={"bnn": self._config()},
+            module=dict(self.state_dict()),
+            optim_state=optim_state,
+            rng_torch=torch.get_rng_state(),
+            rng_shuffle=state.generator.get_state(),
+            epoch=state.epoch,
+            history=history,
+        )
+        write_fit_state(path, checkpoint)
 
     def _resume(
         self, path: str | os.PathLike, optim: pyro.optim.PyroOptim, state: FitState, x: Any
     ) -> None:
-        config, tensors = read_checkpoint(path)
-        fit = config.get("fit")
-        if not isinstance(fit, dict):
-            raise CheckpointError(
-                f"Expected a checkpoint written by fit(checkpoint_every=...), but {str(path)!r} "
-                "has no optimiser state."
-            )
+        saved = read_fit_state(path)
         example = x.dataset[0][0] if isinstance(x, torch.utils.data.DataLoader) else x[0]
         self.ensure_guide(example.unsqueeze(0))
-        self._load_module_state(tensors)
-        optim_state = _unflatten(fit["optim"], tensors, "optim")
-        optim.set_state({self._state_prefix() + k: v for k, v in optim_state.items()})
-        torch.set_rng_state(tensors["rng.torch"])
-        state.generator.set_state(tensors["rng.shuffle"])
-        for k, v in fit["history"].items():
+        self._load_module_state(saved.module)
+        optim.set_state({f"{self.name}.{k}": v for k, v in saved.optim_state.items()})
+        torch.set_rng_state(saved.rng_torch)
+        state.generator.set_state(saved.rng_shuffle)
+        for k, v in saved.history.items():
             getattr(state.history, k).extend(v)
-        state.epoch = int(fit["epoch"])
+        state.epoch = saved.epoch
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()

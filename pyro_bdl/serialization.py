@@ -1,0 +1,364 @@
+"""What a saved posterior or fit looks like on disk; the only module that knows.
+
+**The file format**: plain data in, plain data out, nothing executed on load. Layout::
+
+    b"PYROBDL\\n"                    8 bytes, magic
+    format version                   4 bytes, little-endian unsigned int
+    SHA-256 of the payload           32 bytes
+    payload                          torch.save({"config": <JSON text>, "tensors": {name: Tensor}})
+
+The header is checked before anything is deserialised: a file that is not ours, is truncated,
+has a flipped bit or a format version this code does not read is rejected with ``ValueError``.
+The payload is then read with ``torch.load(weights_only=True)``, which refuses every object that
+is not a tensor or plain container, so a pickle payload cannot run code. Files are written to a
+temporary name and renamed, so an interrupted save never leaves a half-written checkpoint.
+
+**The layouts**: a posterior (``BNN.save``) is ``{"bnn": <configuration>}`` with the module's
+state dict; a fit checkpoint adds ``"fit"`` (epoch, history, the optimiser state's skeleton)
+and the tensors ``optim/...`` and ``rng.torch``/``rng.shuffle``. Priors, likelihoods and
+guides are rebuilt from their configuration by name, among the package's known classes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .guides import GuideLike, guide_from_config
+from .likelihoods import Likelihood, likelihood_from_config
+from .priors import Prior, PriorLike, prior_from_config
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "CheckpointError",
+    "FitCheckpoint",
+    "check_architecture",
+    "component_config",
+    "module_state",
+    "read_checkpoint",
+    "read_fit_state",
+    "read_posterior",
+    "rebuild_components",
+    "write_checkpoint",
+    "write_fit_state",
+]
+
+MAGIC = b"PYROBDL\n"
+FORMAT_VERSION = 1
+_HEADER = len(MAGIC) + 4 + 32
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable pyro_bdl checkpoint."""
+
+
+def write_checkpoint(
+    path: str | os.PathLike, config: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> Path:
+    """Write ``config`` (JSON-able) and ``tensors`` atomically to ``path``.
+
+    :param path: destination file.
+    :param config: plain data (dicts, lists, str, numbers, bools, None).
+    :param tensors: ``{name: tensor}``; stored detached, on the CPU.
+    :return: the path written.
+    :raises TypeError: if ``config`` is not JSON-serialisable.
+
+    Example::
+
+        >>> write_checkpoint(tmp / "c.pt", {"a": 1}, {"w": torch.zeros(2)})  # doctest: +SKIP
+    """
+    try:
+        text = json.dumps(config, allow_nan=True)
+    except TypeError as e:
+        raise TypeError(f"Expected a JSON-serialisable checkpoint config: {e}") from e
+    buf = io.BytesIO()
+    torch.save({"config": text, "tensors": {k: v.detach().cpu() for k, v in tensors.items()}}, buf)
+    payload = buf.getvalue()
+    header = MAGIC + struct.pack("<I", FORMAT_VERSION) + hashlib.sha256(payload).digest()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(header + payload)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read and verify a checkpoint; return ``(config, tensors)``.
+
+    :raises CheckpointError: if the file is not ours, is corrupted or truncated, has another
+        format version, or holds anything but plain data.
+    :raises FileNotFoundError: if there is no such file.
+
+    Example::
+
+        >>> config, tensors = read_checkpoint("posterior.pt")  # doctest: +SKIP
+    """
+    data = Path(path).read_bytes()
+    if len(data) < _HEADER or data[: len(MAGIC)] != MAGIC:
+        raise CheckpointError(
+            f"Expected a pyro_bdl checkpoint (starting with {MAGIC!r}), but {str(path)!r} is not "
+            "one (or is truncated). Save posteriors with BNN.save()."
+        )
+    (version,) = struct.unpack("<I", data[len(MAGIC) : len(MAGIC) + 4])
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"Expected checkpoint format version {FORMAT_VERSION}, but {str(path)!r} has "
+            f"version {version}; use the pyro_bdl release that wrote it."
+        )
+    digest, payload = data[len(MAGIC) + 4 : _HEADER], data[_HEADER:]
+    if hashlib.sha256(payload).digest() != digest:
+        raise CheckpointError(
+            f"The checkpoint {str(path)!r} is corrupted or truncated: its SHA-256 does not match."
+        )
+    try:
+        obj = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refuses code objects; re-raise as our error
+        raise CheckpointError(f"The checkpoint {str(path)!r} holds non-plain data: {e}") from e
+    if not (
+        isinstance(obj, dict)
+        and isinstance(obj.get("config"), str)
+        and isinstance(obj.get("tensors"), dict)
+        and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj["tensors"].items())
+    ):
+        raise CheckpointError(f"The checkpoint {str(path)!r} does not have the expected layout.")
+    try:
+        config = json.loads(obj["config"])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"The checkpoint {str(path)!r} has a malformed config: {e}") from e
+    if not isinstance(config, dict):
+        raise CheckpointError(f"The checkpoint {str(path)!r} has a malformed config.")
+    return config, obj["tensors"]
+
+
+# ================================================================================ layouts
+#: Tensor-name prefixes of the optimiser and RNG state in a fit checkpoint.
+FIT_STATE_KEYS = ("optim/", "rng.")
+
+
+def component_config(obj: Any) -> dict[str, Any] | None:
+    """``{"type": class name, "config": obj.config()}``, or ``None`` when not describable.
+
+    Example::
+
+        >>> from pyro_bdl.likelihoods import Categorical
+        >>> component_config(Categorical())
+        {'type': 'Categorical', 'config': {'dataset_size': None}}
+    """
+    cfg = obj.config()
+    return None if cfg is None else {"type": type(obj).__name__, "config": cfg}
+
+
+def read_posterior(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(configuration, tensors)`` of a file written by ``BNN.save`` (or a fit checkpoint).
+
+    :raises CheckpointError: for a file that is not a BNN checkpoint.
+    """
+    config, tensors = read_checkpoint(path)
+    cfg = config.get("bnn")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("random_names"), list):
+        raise CheckpointError(f"Expected a BNN checkpoint, but {str(path)!r} holds another kind.")
+    return config, tensors
+
+
+def check_architecture(net: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+    """The network must have exactly the saved parameters (``"net."`` tensors), same shapes.
+
+    :raises TypeError: if ``net`` is not an ``nn.Module``.
+    :raises ValueError: naming the first mismatched parameter.
+    """
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"Expected net to be a torch.nn.Module, but got {type(net).__name__}.")
+    saved = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+    have = net.state_dict()
+    for k, v in saved.items():
+        if k not in have:
+            raise ValueError(
+                f"Expected the network to have parameter {k!r} of shape {tuple(v.shape)} as "
+                "saved, but it has no such parameter: load into a network of the saved "
+                "architecture."
+            )
+        if have[k].shape != v.shape:
+            raise ValueError(
+                f"Expected parameter {k!r} of shape {tuple(v.shape)} as saved, but the network's "
+                f"has shape {tuple(have[k].shape)}: load into a network of the saved architecture."
+            )
+    extra = [k for k in have if k not in saved]
+    if extra:
+        raise ValueError(
+            f"Expected the saved architecture, but the network has parameter(s) {extra} that the "
+            "checkpoint does not."
+        )
+
+
+class InSet:
+    """``include`` predicate: the parameter names of a saved posterior.
+
+    Example::
+
+        >>> InSet(["0.weight"])("0.weight", torch.zeros(1))
+        True
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = frozenset(names)
+
+    def __call__(self, name: str, param: torch.Tensor) -> bool:
+        return name in self.names
+
+
+def _component(given: Any, saved: dict | None, what: str, build: Callable) -> Any:
+    if given is not None:
+        return given
+    if saved is None:
+        raise ValueError(f"The saved {what} was custom (not describable as data): pass {what}=.")
+    return build(str(saved["type"]), saved["config"])
+
+
+def rebuild_components(
+    cfg: Mapping[str, Any],
+    *,
+    prior: PriorLike | None = None,
+    likelihood: Likelihood | None = None,
+    guide: GuideLike = None,
+) -> tuple[PriorLike, Likelihood, GuideLike, InSet]:
+    """The prior, likelihood and guide of a saved posterior: given ones win, else rebuilt.
+
+    :return: ``(prior, likelihood, guide, include)``, ``include`` selecting the saved weights.
+    :raises ValueError: for a custom component that was not given.
+    """
+    include = InSet([str(n) for n in cfg["random_names"]])
+    built_prior: Prior = _component(
+        prior, cfg.get("prior"), "prior", lambda t, c: prior_from_config(t, c, include)
+    )
+    built_likelihood: Likelihood = _component(
+        likelihood, cfg.get("likelihood"), "likelihood", likelihood_from_config
+    )
+    if guide is None:
+        if cfg.get("guide") is None:
+            raise ValueError("The saved guide was custom: pass guide= to BNN.load.")
+        guide = guide_from_config(cfg["guide"])
+    return built_prior, built_likelihood, guide, include
+
+
+def module_state(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The module part of a checkpoint's tensors (not a fit's optimiser or RNG state)."""
+    return {k: v for k, v in tensors.items() if not k.startswith(FIT_STATE_KEYS)}
+
+
+def flatten_state(obj: Any, path: str) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split nested optimiser state into ``{path: tensor}`` and a JSON skeleton.
+
+    Example::
+
+        >>> flatten_state({"step": 3, "m": torch.zeros(2)}, "optim")[1]
+        {'__dict__': [['step', 3], ['m', {'__tensor__': 'optim/m'}]]}
+    """
+    if torch.is_tensor(obj):
+        return {path: obj}, {"__tensor__": path}
+    if isinstance(obj, dict):
+        tensors: dict[str, torch.Tensor] = {}
+        items = []
+        for k, v in obj.items():
+            t, plain = flatten_state(v, f"{path}/{k}")
+            tensors.update(t)
+            items.append([k, plain])
+        return tensors, {"__dict__": items}
+    if isinstance(obj, (list, tuple)):
+        tensors, items = {}, []
+        for i, v in enumerate(obj):
+            t, plain = flatten_state(v, f"{path}/{i}")
+            tensors.update(t)
+            items.append(plain)
+        return tensors, {"__list__": items, "tuple": isinstance(obj, tuple)}
+    return {}, obj
+
+
+def unflatten_state(plain: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    """The inverse of :func:`flatten_state`."""
+    if isinstance(plain, dict) and "__tensor__" in plain:
+        return tensors[plain["__tensor__"]]
+    if isinstance(plain, dict) and "__dict__" in plain:
+        return {k: unflatten_state(v, tensors) for k, v in plain["__dict__"]}
+    if isinstance(plain, dict) and "__list__" in plain:
+        items = [unflatten_state(v, tensors) for v in plain["__list__"]]
+        return tuple(items) if plain.get("tuple") else items
+    return plain
+
+
+@dataclass
+class FitCheckpoint:
+    """What a fit checkpoint holds, read back.
+
+    :ivar config: the posterior's configuration (``"bnn"``) and the fit's (``"fit"``).
+    :ivar module: the module state dict.
+    :ivar optim_state: ``pyro.optim`` state with the owner's prefix removed from its keys.
+    :ivar rng_torch: torch's global RNG state.
+    :ivar rng_shuffle: the minibatch-order generator's state.
+    :ivar epoch: epochs completed.
+    :ivar history: the ``FitResult`` lists so far.
+    """
+
+    config: dict[str, Any]
+    module: dict[str, torch.Tensor]
+    optim_state: dict[str, Any]
+    rng_torch: torch.Tensor
+    rng_shuffle: torch.Tensor
+    epoch: int
+    history: dict[str, list[float]]
+
+
+def write_fit_state(path: str | os.PathLike, checkpoint: FitCheckpoint) -> Path:
+    """Write a fit checkpoint (posterior, optimiser and RNG state, history) atomically.
+
+    Example::
+
+        >>> write_fit_state("fit.pt", checkpoint)  # doctest: +SKIP
+    """
+    flat, optim_plain = flatten_state(checkpoint.optim_state, "optim")
+    tensors = dict(checkpoint.module)
+    tensors.update(flat)
+    tensors["rng.torch"] = checkpoint.rng_torch
+    tensors["rng.shuffle"] = checkpoint.rng_shuffle
+    fit = {"epoch": checkpoint.epoch, "history": checkpoint.history, "optim": optim_plain}
+    return write_checkpoint(path, {**checkpoint.config, "fit": fit}, tensors)
+
+
+def read_fit_state(path: str | os.PathLike) -> FitCheckpoint:
+    """Read a checkpoint written by :func:`write_fit_state` (``fit(checkpoint_every=...)``).
+
+    :raises CheckpointError: for a file without a fit's state.
+    """
+    config, tensors = read_checkpoint(path)
+    fit = config.get("fit")
+    if not isinstance(fit, dict):
+        raise CheckpointError(
+            f"Expected a checkpoint written by fit(checkpoint_every=...), but {str(path)!r} "
+            "has no optimiser state."
+        )
+    return FitCheckpoint(
+        config={k: v for k, v in config.items() if k != "fit"},
+        module=module_state(tensors),
+        optim_state=unflatten_state(fit["optim"], tensors),
+        rng_torch=tensors["rng.torch"],
+        rng_shuffle=tensors["rng.shuffle"],
+        epoch=int(fit["epoch"]),
+        history={str(k): list(v) for k, v in fit["history"].items()},
+    )
