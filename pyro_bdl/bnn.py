@@ -21,29 +21,30 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
 
-from ._checks import check_tensor, positive_int
+from ._checks import positive_int
 from ._version import __version__
 from .guides import GuideLike, build_guide, guide_config
-from .inference.callbacks import Callback, Checkpoint, EpochCallback, Progress
-from .inference.elbo import TraceFreeELBO, make_objective
+from .inference.callbacks import Callback, fit_callbacks
+from .inference.data import make_batches
+from .inference.elbo import estimator_handler
 from .inference.loop import (
     DivergenceError,
+    FitOptions,
     FitResult,
     FitState,
     LoaderBatches,
     TensorBatches,
+    fit_model,
 )
-from .inference.loop import fit as run_fit
-from .inference.optim import Optimizer, make_optim
+from .inference.optim import make_optim
 from .inference.posterior import DRAWS_PLATE, GuidePosterior, Posterior, SamplesPosterior
 from .inference.predict import predict
-from .inference.strategies import LOCAL, Strategy, checksum
+from .inference.strategies import Strategy, resolve_strategy
 from .likelihoods import OBS, Likelihood
 from .model import BayesianModel
 from .priors import Prior, PriorLike, as_prior
 from .serialization import (
     CheckpointError,
-    FitCheckpoint,
     check_architecture,
     component_config,
     module_state,
@@ -128,15 +129,14 @@ class BNN(PyroModule):
         self.random_names = list(self.bayesian_model.random_names)
         self.deterministic_names = list(self.bayesian_model.deterministic_names)
         self.prefix = prefix
-        self._shapes = self.bayesian_model.shapes
-        self._forward = self.bayesian_model.forward
         self.guide_spec = guide
         self.guide = build_guide(guide, self.model)
         #: the :class:`FitResult` of the last :meth:`fit` (``None`` before fitting)
         self.fit_result: FitResult | None = None
         #: the :class:`~pyro_bdl.inference.loop.FitState` the last :meth:`fit` ended in
         self.fit_state: FitState | None = None
-        self._input_shape: tuple[int, ...] | None = None
+        #: per-example input shape of the last fit or prediction (``save`` records it)
+        self.input_shape: tuple[int, ...] | None = None
 
     @property
     def prior(self) -> Prior:
@@ -164,9 +164,6 @@ class BNN(PyroModule):
         """
         return self.bayesian_model(x, y, dataset_size=dataset_size)
 
-    def _prior_dists(self, params: dict[str, torch.Tensor]) -> dict[str, Any]:
-        return self.bayesian_model.prior_dists(params)
-
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Same as :meth:`model`."""
         return self.model(x, y)
@@ -181,55 +178,11 @@ class BNN(PyroModule):
         return self.bayesian_model.outputs(weights, x)
 
     def estimator(self, training: bool = True) -> contextlib.AbstractContextManager:
-        """The effect handler ``fit`` (``training``) and ``predict`` run under, as the guide asks.
+        """The effect handler ``fit`` (``training``) and ``predict`` run under, as the guide asks
+        (see :func:`~pyro_bdl.inference.elbo.estimator_handler`)."""
+        return estimator_handler(self.guide, self.bayesian_model, training)
 
-        Guides may define ``estimator_context(bnn, training)`` (the dropout guides draw masks
-        per example; ``MeanFieldNormal(estimator=...)`` adds local reparameterization or flipout
-        while training); otherwise this is a no-op.
-        """
-        make = getattr(self.guide, "estimator_context", None)
-        return make(self, training) if make is not None else contextlib.nullcontext()
-
-    # ------------------------------------------------------------------ validation helpers
-    def _check_inputs(self, x: Any) -> torch.Tensor:
-        x = check_tensor("x", x)
-        dtype = next(self._net.parameters()).dtype
-        if x.is_floating_point() and x.dtype != dtype:
-            raise TypeError(
-                f"Expected inputs x of the network's dtype {dtype}, but got {x.dtype}; convert "
-                f"with x.to({dtype}) or the network with net.to({x.dtype})."
-            )
-        return x
-
-    def _probe_output(self, x: torch.Tensor) -> torch.Size:
-        """Per-datum output shape of the network on the first rows of ``x``, with no side effects.
-
-        The network runs with its current weights under ``no_grad``, the random stream forked
-        and its buffers (BatchNorm statistics) restored afterwards.
-
-        :raises ValueError: if the network cannot process ``x`` (wrong feature shape or dtype).
-        """
-        try:
-            with self.bayesian_model.side_effect_free(), torch.no_grad():
-                out = self._net(x[:2])
-        except (RuntimeError, TypeError, ValueError, IndexError) as e:
-            raise ValueError(
-                f"Expected inputs the network accepts, but it failed on x of shape "
-                f"{tuple(x.shape)} and dtype {x.dtype} (its error is chained above). Check the "
-                "number of features, the rank and the dtype the network expects."
-            ) from e
-        if not torch.is_tensor(out):
-            raise TypeError(
-                f"Expected the network to return one tensor, but it returned {type(out).__name__}."
-            )
-        return out.shape[1:]
-
-    def _check_targets_against_outputs(self, y: torch.Tensor, out_shape: torch.Size) -> None:
-        """Check all of ``y`` (shape, label range) against the network's output shape, up front."""
-        dtype = next(self._net.parameters()).dtype
-        f = torch.zeros((), dtype=dtype).expand((len(y), *out_shape))
-        self.likelihood.check_target(y, f, 0)
-
+    # ------------------------------------------------------------------ validation
     def check_data(self, x: Any, y: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate inputs (and targets) as ``fit`` and ``predict`` do, with no side effects.
 
@@ -245,23 +198,7 @@ class BNN(PyroModule):
 
             >>> bnn.check_data(x, y)  # raises before anything is fitted or drawn
         """
-        if y is None:
-            x = self._check_inputs(x)
-            self._probe_output(x)
-            return x, None
-        x, y = self._check_data(x, y)
-        self._check_targets_against_outputs(y, self._probe_output(x))
-        return x, y
-
-    def _check_data(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self._check_inputs(x)
-        y = check_tensor("y", y)
-        if len(x) != len(y):
-            raise ValueError(
-                f"Expected x and y with the same number of rows, but got {len(x)} and {len(y)}."
-            )
-        self.likelihood.validate_target(y)
-        return x, y
+        return self.bayesian_model.check_data(x, y)
 
     def ensure_guide(self, x: torch.Tensor) -> None:
         """Build a lazily initialised guide now, outside any plate, without touching the RNG.
@@ -280,16 +217,6 @@ class BNN(PyroModule):
             self.guide(x[:2], y)
 
     # ------------------------------------------------------------------ fitting
-    def _batches(self, x: Any, y: Any, batch_size: int | None, shuffle: bool) -> Any:
-        if isinstance(x, torch.utils.data.DataLoader):
-            if y is not None:
-                raise ValueError("Expected y=None when x is a DataLoader (it yields (x, y) pairs).")
-            return LoaderBatches(x, self._check_data)
-        x, y = self._check_data(x, y)
-        if batch_size is not None:
-            positive_int("batch_size", batch_size)
-        return TensorBatches(x, y, batch_size, shuffle)
-
     def fit(
         self,
         x: torch.Tensor | torch.utils.data.DataLoader,
@@ -355,137 +282,53 @@ class BNN(PyroModule):
             >>> result = bnn.fit(x, y, epochs=100, batch_size=128, lr=1e-2, progress=False)
             >>> result.elbo[-1], result.loglik[-1], result.kl[-1]  # nats per datum
         """
-        strategy = self._strategy(distributed, strategy)
+        strategy = resolve_strategy(distributed, strategy)
+        options = FitOptions(epochs, num_particles, vectorize_particles, shuffle, seed, elbo)
 
-        def prepare() -> tuple[TensorBatches | LoaderBatches, int, pyro.optim.PyroOptim]:
-            positive_int("epochs", epochs)
-            positive_int("num_particles", num_particles)
-            return self._prepare_data(
-                x, y, batch_size, shuffle, lr, optim, checkpoint_every, checkpoint_path
-            )
+        def prepare() -> tuple[TensorBatches | LoaderBatches, pyro.optim.PyroOptim]:
+            options.validate()
+            made = make_optim(lr, optim)
+            if checkpoint_every is not None:
+                positive_int("checkpoint_every", checkpoint_every)
+                if checkpoint_path is None:
+                    raise ValueError(
+                        "Expected checkpoint_path with checkpoint_every, but got None."
+                    )
+            model = self.bayesian_model
+            data = make_batches(x, y, batch_size, shuffle, model.check_pair)
+            if isinstance(data, TensorBatches):
+                model.check_targets(data.y, model.probe_output(data.x))
+            return data, made
 
         # on every process; with several, an error on one is raised on all of them
-        data, size, optim = strategy.guard("the checks before fitting", prepare)
-        net = list(self._net.parameters())
-        strategy.agree(
-            [
-                data.size,
-                getattr(data, "batch_size", None) or -1,
-                size,
-                epochs,
-                num_particles,
-                float(vectorize_particles),
-                float(shuffle),
-                -1.0 if seed is None else float(seed),
-                float(callback is not None),
-                len(net),
-                sum(p.numel() for p in net),
-            ],
-            [checksum(data.x), checksum(data.y)] if isinstance(data, TensorBatches) else [],
-        )
-        seed = strategy.agree_seed(seed)
-        if seed is not None:
-            torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(
-            int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
-        )
-        state = FitState(0, FitResult(dataset_size=size), generator)
-        if resume_from is not None:
-            strategy.guard("the resume", lambda: self._resume(resume_from, optim, state, x))
-        if isinstance(data, TensorBatches):
-            probe = (data.x[:2], data.y[:2])
-        else:  # one example, without drawing a batch
-            x0, y0 = x.dataset[0]
-            probe = self._check_data(torch.as_tensor(x0)[None], torch.as_tensor(y0)[None])
-        self._input_shape = tuple(probe[0].shape[1:])  # the data are valid from here on
-        objective = strategy.guard(
-            "the creation of the parameters",
-            lambda: make_objective(
-                self.bayesian_model,
-                self.guide,
-                probe,
-                size,
-                estimator=elbo,
-                handler=self.estimator,
-                num_particles=num_particles,
-                vectorize_particles=vectorize_particles,
-            ),
-        )
-        strategy.setup(objective, probe)
-        fused = isinstance(objective, TraceFreeELBO)
-        optimizer = Optimizer(optim, objective.params if fused else None)
-        state = run_fit(
-            objective,
-            optimizer,
+        data, optim = strategy.guard("the checks before fitting", prepare)
+        example = data.example()[0]
+        self.input_shape = tuple(example.shape[1:])  # the data are valid
+        state = fit_model(
+            self.bayesian_model,
+            self.guide,
             data,
-            epochs=epochs,
-            state=state,
-            num_particles=num_particles,
-            callbacks=self._callbacks(strategy, progress, checkpoint_every, checkpoint_path,
-                                      optim, callback, callbacks),
+            optim,
+            options,
             strategy=strategy,
-        )  # fmt: skip
+            callbacks=fit_callbacks(
+                progress=progress and strategy.is_main,
+                checkpoint_every=checkpoint_every,
+                save=lambda state: (
+                    self._write_fit_checkpoint(checkpoint_path, state, optim)
+                    if strategy.is_main  # the processes hold the same state: one file
+                    else None
+                ),
+                callback=callback,
+                callbacks=callbacks,
+            ),
+            resume=None
+            if resume_from is None
+            else lambda state: self._resume(resume_from, optim, state, example),
+        )
         self.fit_result = state.history
         self.fit_state = state
         return state.history
-
-    @staticmethod
-    def _strategy(distributed: bool, strategy: Strategy | None) -> Strategy:
-        if strategy is not None:
-            if distributed:
-                raise ValueError("Expected distributed=False with strategy=, but got both.")
-            return strategy
-        if not distributed:
-            return LOCAL
-        from .inference.strategies.data_parallel import DataParallel
-
-        return DataParallel()
-
-    def _prepare_data(
-        self,
-        x: Any,
-        y: Any,
-        batch_size: int | None,
-        shuffle: bool,
-        lr: float,
-        optim: pyro.optim.PyroOptim | None,
-        checkpoint_every: int | None,
-        checkpoint_path: str | os.PathLike | None,
-    ) -> tuple[TensorBatches | LoaderBatches, int, pyro.optim.PyroOptim]:
-        """Validate a fit's data and arguments (nothing drawn or changed): source, N, optim."""
-        optim = make_optim(lr, optim)
-        if checkpoint_every is not None:
-            positive_int("checkpoint_every", checkpoint_every)
-            if checkpoint_path is None:
-                raise ValueError("Expected checkpoint_path with checkpoint_every, but got None.")
-        data = self._batches(x, y, batch_size, shuffle)
-        if isinstance(data, TensorBatches):
-            self._check_targets_against_outputs(data.y, self._probe_output(data.x))
-        return data, self.likelihood.dataset_size or data.size, optim
-
-    def _callbacks(
-        self,
-        strategy: Strategy,
-        progress: bool,
-        checkpoint_every: int | None,
-        checkpoint_path: str | os.PathLike | None,
-        optim: pyro.optim.PyroOptim,
-        callback: Callable[[int, FitResult], bool | None] | None,
-        callbacks: Sequence[Callback],
-    ) -> list[Callback]:
-        """``fit``'s keywords as callbacks (progress and checkpoints on the main process)."""
-        steps: list[Callback] = [Progress()] if progress and strategy.is_main else []
-        if checkpoint_every is not None and checkpoint_path is not None:
-            path = checkpoint_path
-
-            def save(state: FitState) -> None:
-                if strategy.is_main:
-                    self._write_fit_checkpoint(path, state, optim)
-
-            steps.append(Checkpoint(checkpoint_every, save))
-        if callback is not None:
-            steps.append(EpochCallback(callback))
-        return [*steps, *callbacks]
 
     # ------------------------------------------------------------------ saving and loading
     def _config(self) -> dict[str, Any]:
@@ -498,7 +341,7 @@ class BNN(PyroModule):
             "likelihood": component_config(self.likelihood),
             "guide": guide_config(self.guide_spec),
             "guide_initialized": getattr(self.guide, "prototype_trace", None) is not None,
-            "input_shape": None if self._input_shape is None else list(self._input_shape),
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -568,7 +411,7 @@ class BNN(PyroModule):
         if cfg.get("guide_initialized"):
             dtype = next(net.parameters()).dtype
             bnn.ensure_guide(torch.zeros((1, *cfg["input_shape"]), dtype=dtype))
-            bnn._input_shape = tuple(cfg["input_shape"])
+            bnn.input_shape = tuple(cfg["input_shape"])
         bnn._load_module_state(tensors)
         return bnn
 
@@ -584,33 +427,18 @@ class BNN(PyroModule):
     def _write_fit_checkpoint(
         self, path: str | os.PathLike, state: FitState, optim: pyro.optim.PyroOptim
     ) -> None:
-        prefix = f"{self.name}."
-        optim_state = {k.removeprefix(prefix): v for k, v in optim.get_state().items()}
-        history = {k: v for k, v in vars(state.history).items() if isinstance(v, list)}
-        checkpoint = FitCheckpoint(
-            config={"bnn": self._config()},
-            module=dict(self.state_dict()),
-            optim_state=optim_state,
-            rng_torch=torch.get_rng_state(),
-            rng_shuffle=state.generator.get_state(),
-            epoch=state.epoch,
-            history=history,
-        )
-        write_fit_state(path, checkpoint)
+        config, module = {"bnn": self._config()}, dict(self.state_dict())
+        write_fit_state(path, config, module, optim, f"{self.name}.", state)
 
     def _resume(
-        self, path: str | os.PathLike, optim: pyro.optim.PyroOptim, state: FitState, x: Any
+        self,
+        path: str | os.PathLike,
+        optim: pyro.optim.PyroOptim,
+        state: FitState,
+        example: torch.Tensor,
     ) -> None:
-        saved = read_fit_state(path)
-        example = x.dataset[0][0] if isinstance(x, torch.utils.data.DataLoader) else x[0]
-        self.ensure_guide(example.unsqueeze(0))
-        self._load_module_state(saved.module)
-        optim.set_state({f"{self.name}.{k}": v for k, v in saved.optim_state.items()})
-        torch.set_rng_state(saved.rng_torch)
-        state.generator.set_state(saved.rng_shuffle)
-        for k, v in saved.history.items():
-            getattr(state.history, k).extend(v)
-        state.epoch = saved.epoch
+        self.ensure_guide(example)  # a lazy guide has its parameters before they are loaded
+        self._load_module_state(read_fit_state(path, optim, f"{self.name}.", state).module)
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
@@ -650,11 +478,10 @@ class BNN(PyroModule):
             if posterior is not None:
                 raise ValueError("Expected posterior=None with distributed=True (the guide's).")
             return predict_distributed(self, x, num_samples, seed=seed, chunk_size=chunk_size)
-        x = self._check_inputs(x)
+        x, _ = self.check_data(x)
         num_samples = positive_int("num_samples", num_samples)
         if chunk_size is not None:
             chunk_size = positive_int("chunk_size", chunk_size)
-        self._probe_output(x)
         self.ensure_guide(x)
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
@@ -662,7 +489,7 @@ class BNN(PyroModule):
             source = self.posterior(x) if posterior is None else posterior
             pred = predict(self.bayesian_model, source, x, num_samples, chunk=chunk_size)
             assert pred is not None  # every chunk is kept
-        self._input_shape = tuple(x.shape[1:])
+        self.input_shape = tuple(x.shape[1:])
         return pred
 
     @torch.no_grad()
@@ -687,43 +514,11 @@ class BNN(PyroModule):
             >>> mcmc.run(x, y)
             >>> pred = bnn.predict_from_samples(x_test, mcmc.get_samples())
         """
-        x = self._check_inputs(x)
-        self._probe_output(x)
-        if not isinstance(samples, dict):
-            raise TypeError(
-                "Expected a dict {site name: tensor (S, *shape)}, but got "
-                f"{type(samples).__name__}."
-            )
-        sites = {self.site_name(n): self._shapes[n] for n in self.random_names}
-        missing = [s for s in sites if s not in samples]
-        if missing:
-            raise ValueError(
-                f"Expected draws for every weight site, but got none for {missing}; pass "
-                "mcmc.get_samples() or a dict {site name: tensor (S, *shape)}."
-            )
-        dtype = next(self._net.parameters()).dtype
-        for k, v in samples.items():
-            if not torch.is_tensor(v) or v.dim() == 0 or len(v) == 0:
-                raise ValueError(
-                    f"Expected draws of {k!r} as a tensor (S, *shape) with S >= 1, but got "
-                    f"{type(v).__name__}{'' if not torch.is_tensor(v) else tuple(v.shape)}."
-                )
-            if k in sites and v.shape[1:] != sites[k]:
-                raise ValueError(
-                    f"Expected draws of {k!r} of shape (S, *{tuple(sites[k])}), but got "
-                    f"{tuple(v.shape)}."
-                )
-            if v.dtype != dtype:
-                raise TypeError(
-                    f"Expected draws of {k!r} in the network's dtype {dtype}, but got {v.dtype}."
-                )
-            if not torch.isfinite(v).all():
-                raise ValueError(f"Expected finite draws of {k!r}, but found NaN/inf values.")
-        sizes = {k: v.shape[0] for k, v in samples.items()}
-        if len(set(sizes.values())) != 1:
-            raise ValueError(f"Expected the same number of draws for every site, but got {sizes}.")
-        num = next(iter(sizes.values()))
-        pred = predict(self.bayesian_model, SamplesPosterior(samples), x, num, chunk=chunk_size)
+        x, _ = self.check_data(x)
+        self.bayesian_model.check_draws(samples)
+        posterior = SamplesPosterior(samples)
+        assert posterior.num_draws is not None  # a fixed set
+        pred = predict(self.bayesian_model, posterior, x, posterior.num_draws, chunk=chunk_size)
         assert pred is not None  # every chunk is kept
         return pred
 

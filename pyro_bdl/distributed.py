@@ -206,7 +206,7 @@ def predict_distributed(
     scale = None
     if has_scale:
         scale = _gather_draws(comm, None if local is None else local.scale, counts, tail, dtype)
-    bnn._input_shape = tuple(x.shape[1:])  # as BNN.predict: what BNN.save records
+    bnn.input_shape = tuple(x.shape[1:])  # as BNN.predict: what BNN.save records
     return Prediction(kind, samples=samples, scale=scale)
 
 

@@ -25,6 +25,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import nn
 from torch.distributions import Distribution
 
+from ._checks import check_tensor
 from .likelihoods import OBS, Likelihood
 from .nn import INIT_KEY, BatchedForward, broadcast_shapes, is_real_support, sample_shape_of
 from .priors import Prior
@@ -121,6 +122,120 @@ class BayesianModel:
         """The module owning the parameter of a weight site (the network for a top-level one)."""
         owner = site[len(self.prefix) :].rpartition(".")[0]
         return self.net.get_submodule(owner) if owner else self.net
+
+    # ------------------------------------------------------------------ input checks
+    def check_inputs(self, x: Any) -> torch.Tensor:
+        """``x`` as a non-empty, finite tensor of the network's floating dtype.
+
+        :raises TypeError, ValueError: with what was expected, what was received, how to fix.
+        """
+        x = check_tensor("x", x)
+        dtype = next(self.net.parameters()).dtype
+        if x.is_floating_point() and x.dtype != dtype:
+            raise TypeError(
+                f"Expected inputs x of the network's dtype {dtype}, but got {x.dtype}; convert "
+                f"with x.to({dtype}) or the network with net.to({x.dtype})."
+            )
+        return x
+
+    def probe_output(self, x: torch.Tensor) -> torch.Size:
+        """Per-datum output shape of the network on the first rows of ``x``, with no side effects.
+
+        The network runs with its current weights under ``no_grad``, in its current mode, the
+        random stream forked and its buffers (BatchNorm statistics) restored afterwards.
+
+        :raises ValueError: if the network cannot process ``x`` (wrong feature shape or dtype).
+        """
+        try:
+            with self.side_effect_free(), torch.no_grad():
+                out = self.net(x[:2])
+        except (RuntimeError, TypeError, ValueError, IndexError) as e:
+            raise ValueError(
+                f"Expected inputs the network accepts, but it failed on x of shape "
+                f"{tuple(x.shape)} and dtype {x.dtype} (its error is chained above). Check the "
+                "number of features, the rank and the dtype the network expects."
+            ) from e
+        if not torch.is_tensor(out):
+            raise TypeError(
+                f"Expected the network to return one tensor, but it returned {type(out).__name__}."
+            )
+        return out.shape[1:]
+
+    def check_targets(self, y: torch.Tensor, out_shape: torch.Size) -> None:
+        """Check all of ``y`` (shape, label range) against the network's output shape, up front."""
+        dtype = next(self.net.parameters()).dtype
+        f = torch.zeros((), dtype=dtype).expand((len(y), *out_shape))
+        self.likelihood.check_target(y, f, 0)
+
+    def check_pair(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cheap checks of a minibatch: tensors, equal rows, finite targets of a valid dtype.
+
+        Example::
+
+            >>> model.check_pair(torch.zeros(3, 2), torch.zeros(2))  # doctest: +SKIP
+            ValueError: Expected x and y with the same number of rows, but got 3 and 2.
+        """
+        x = self.check_inputs(x)
+        y = check_tensor("y", y)
+        if len(x) != len(y):
+            raise ValueError(
+                f"Expected x and y with the same number of rows, but got {len(x)} and {len(y)}."
+            )
+        self.likelihood.validate_target(y)
+        return x, y
+
+    def check_data(self, x: Any, y: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validate inputs (and targets) with no side effects: types, emptiness, NaN/inf, dtypes,
+        that the network accepts ``x`` (one cheap forward on two rows) and that every target
+        fits the network's output (shape, labels).
+
+        :param x: inputs ``(N, ...)``.
+        :param y: targets ``(N, ...)`` or ``None``.
+        :return: ``(x, y)``.
+        :raises ValueError, TypeError: with what was expected and what was received.
+        """
+        if y is None:
+            x = self.check_inputs(x)
+            self.probe_output(x)
+            return x, None
+        x, y = self.check_pair(x, y)
+        self.check_targets(y, self.probe_output(x))
+        return x, y
+
+    def check_draws(self, samples: Any) -> None:
+        """Given draws must cover every weight site with ``(S, *shape)`` tensors of the
+        network's dtype (S >= 1); other sites (a ``"precision"``) may be present.
+
+        :raises TypeError, ValueError: naming the site and what was expected.
+        """
+        if not isinstance(samples, dict):
+            raise TypeError(
+                "Expected a dict {site name: tensor (S, *shape)}, but got "
+                f"{type(samples).__name__}."
+            )
+        sites = {self.site_name(n): self.shapes[n] for n in self.random_names}
+        missing = [s for s in sites if s not in samples]
+        if missing:
+            raise ValueError(
+                f"Expected draws for every weight site, but got none for {missing}; pass "
+                "mcmc.get_samples() or a dict {site name: tensor (S, *shape)}."
+            )
+        dtype = next(self.net.parameters()).dtype
+        for k, v in samples.items():
+            if not torch.is_tensor(v) or v.dim() == 0 or len(v) == 0:
+                raise ValueError(
+                    f"Expected draws of {k!r} as a tensor (S, *shape) with S >= 1, but got "
+                    f"{type(v).__name__}{'' if not torch.is_tensor(v) else tuple(v.shape)}."
+                )
+            if k in sites and v.shape[1:] != sites[k]:
+                raise ValueError(
+                    f"Expected draws of {k!r} of shape (S, *{tuple(sites[k])}), but got "
+                    f"{tuple(v.shape)}."
+                )
+            if v.dtype != dtype:
+                raise TypeError(
+                    f"Expected draws of {k!r} in the network's dtype {dtype}, but got {v.dtype}."
+                )
 
     # ------------------------------------------------------------------ the Pyro program
     def __call__(

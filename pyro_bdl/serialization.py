@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pyro.optim import PyroOptim
 from torch import nn
 
 from .guides import GuideLike, guide_from_config
+from .inference.state import FitState
 from .likelihoods import Likelihood, likelihood_from_config
 from .priors import Prior, PriorLike, prior_from_config
 
@@ -303,11 +305,81 @@ def unflatten_state(plain: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
     return plain
 
 
+def write_fit_state(
+    path: str | os.PathLike,
+    config: dict[str, Any],
+    module: Mapping[str, torch.Tensor],
+    optim: PyroOptim,
+    owner: str,
+    state: FitState,
+) -> Path:
+    """Write a fit checkpoint atomically: the posterior (``config``, ``module`` state dict),
+    ``optim``'s state (param-store names with the ``owner`` prefix removed), torch's RNG
+    state, the minibatch generator's state, the epoch and the history.
+
+    Example::
+
+        >>> write_fit_state("fit.pt", {"bnn": cfg}, bnn.state_dict(), optim, "BNN0.", state)
+        ... # doctest: +SKIP
+    """
+    optim_state = {k.removeprefix(owner): v for k, v in optim.get_state().items()}
+    flat, optim_plain = flatten_state(optim_state, "optim")
+    tensors = dict(module)
+    tensors.update(flat)
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.shuffle"] = state.generator.get_state()
+    history = {k: v for k, v in vars(state.history).items() if isinstance(v, list)}
+    fit = {"epoch": state.epoch, "history": history, "optim": optim_plain}
+    return write_checkpoint(path, {**config, "fit": fit}, tensors)
+
+
+def read_fit_state(
+    path: str | os.PathLike,
+    optim: PyroOptim | None = None,
+    owner: str = "",
+    state: FitState | None = None,
+) -> FitCheckpoint:
+    """Read a fit checkpoint written by :func:`write_fit_state`; restore it when asked.
+
+    With ``optim``, its state is set (names prefixed with ``owner``); with ``state``, torch's
+    RNG, the generator, the epoch and the history are restored into it, so the fit continues
+    exactly where the checkpointed one was.
+
+    :return: the checkpoint's contents (``module``: the state dict to load).
+    :raises CheckpointError: for a file without a fit's state.
+    """
+    config, tensors = read_checkpoint(path)
+    fit = config.get("fit")
+    if not isinstance(fit, dict):
+        raise CheckpointError(
+            f"Expected a checkpoint written by fit(checkpoint_every=...), but {str(path)!r} "
+            "has no optimiser state."
+        )
+    saved = FitCheckpoint(
+        config={k: v for k, v in config.items() if k != "fit"},
+        module=module_state(tensors),
+        optim_state=unflatten_state(fit["optim"], tensors),
+        rng_torch=tensors["rng.torch"],
+        rng_shuffle=tensors["rng.shuffle"],
+        epoch=int(fit["epoch"]),
+        history={str(k): list(v) for k, v in fit["history"].items()},
+    )
+    if optim is not None:
+        optim.set_state({owner + k: v for k, v in saved.optim_state.items()})
+    if state is not None:
+        torch.set_rng_state(saved.rng_torch)
+        state.generator.set_state(saved.rng_shuffle)
+        for k, v in saved.history.items():
+            getattr(state.history, k).extend(v)
+        state.epoch = saved.epoch
+    return saved
+
+
 @dataclass
 class FitCheckpoint:
     """What a fit checkpoint holds, read back.
 
-    :ivar config: the posterior's configuration (``"bnn"``) and the fit's (``"fit"``).
+    :ivar config: the posterior's configuration (``"bnn"``).
     :ivar module: the module state dict.
     :ivar optim_state: ``pyro.optim`` state with the owner's prefix removed from its keys.
     :ivar rng_torch: torch's global RNG state.
@@ -323,42 +395,3 @@ class FitCheckpoint:
     rng_shuffle: torch.Tensor
     epoch: int
     history: dict[str, list[float]]
-
-
-def write_fit_state(path: str | os.PathLike, checkpoint: FitCheckpoint) -> Path:
-    """Write a fit checkpoint (posterior, optimiser and RNG state, history) atomically.
-
-    Example::
-
-        >>> write_fit_state("fit.pt", checkpoint)  # doctest: +SKIP
-    """
-    flat, optim_plain = flatten_state(checkpoint.optim_state, "optim")
-    tensors = dict(checkpoint.module)
-    tensors.update(flat)
-    tensors["rng.torch"] = checkpoint.rng_torch
-    tensors["rng.shuffle"] = checkpoint.rng_shuffle
-    fit = {"epoch": checkpoint.epoch, "history": checkpoint.history, "optim": optim_plain}
-    return write_checkpoint(path, {**checkpoint.config, "fit": fit}, tensors)
-
-
-def read_fit_state(path: str | os.PathLike) -> FitCheckpoint:
-    """Read a checkpoint written by :func:`write_fit_state` (``fit(checkpoint_every=...)``).
-
-    :raises CheckpointError: for a file without a fit's state.
-    """
-    config, tensors = read_checkpoint(path)
-    fit = config.get("fit")
-    if not isinstance(fit, dict):
-        raise CheckpointError(
-            f"Expected a checkpoint written by fit(checkpoint_every=...), but {str(path)!r} "
-            "has no optimiser state."
-        )
-    return FitCheckpoint(
-        config={k: v for k, v in config.items() if k != "fit"},
-        module=module_state(tensors),
-        optim_state=unflatten_state(fit["optim"], tensors),
-        rng_torch=tensors["rng.torch"],
-        rng_shuffle=tensors["rng.shuffle"],
-        epoch=int(fit["epoch"]),
-        history={str(k): list(v) for k, v in fit["history"].items()},
-    )

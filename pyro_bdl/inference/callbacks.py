@@ -9,14 +9,14 @@ A callback overrides any of ``on_fit_start(state, epochs)``, ``on_step(state, lo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from .loop import FitResult, FitState
+from .state import FitResult, FitState
 
-__all__ = ["Callback", "Checkpoint", "EarlyStop", "EpochCallback", "Progress"]
+__all__ = ["Callback", "Checkpoint", "EarlyStop", "EpochCallback", "Progress", "fit_callbacks"]
 
 
 class Callback:
@@ -148,3 +148,28 @@ class EarlyStop(Callback):
             return False
         self.waited += 1
         return self.waited >= self.patience
+
+
+def fit_callbacks(
+    *,
+    progress: bool,
+    checkpoint_every: int | None,
+    save: Callable[[FitState], Any],
+    callback: Callable[[int, FitResult], bool | None] | None,
+    callbacks: Sequence[Callback] = (),
+) -> list[Callback]:
+    """``BNN.fit``'s keywords as callbacks: progress, checkpoints, the per-epoch function,
+    then the user's own, in this order.
+
+    Example::
+
+        >>> [type(c).__name__ for c in fit_callbacks(progress=True, checkpoint_every=2,
+        ...     save=print, callback=None)]
+        ['Progress', 'Checkpoint']
+    """
+    made: list[Callback] = [Progress()] if progress else []
+    if checkpoint_every is not None:
+        made.append(Checkpoint(checkpoint_every, save))
+    if callback is not None:
+        made.append(EpochCallback(callback))
+    return [*made, *callbacks]

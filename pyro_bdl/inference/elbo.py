@@ -36,6 +36,7 @@ __all__ = [
     "Objective",
     "TracedELBO",
     "TraceFreeELBO",
+    "estimator_handler",
     "make_objective",
 ]
 
@@ -288,6 +289,24 @@ class TraceFreeELBO:
 
 
 ESTIMATORS = ("auto", "traced", "trace_free")
+
+
+def estimator_handler(
+    guide: Callable, model: BayesianModel, training: bool = True
+) -> contextlib.AbstractContextManager:
+    """The effect handler a guide asks its ELBO estimate (``training``) or prediction to run under.
+
+    Guides may define ``estimator_context(model, training)`` (the dropout guides draw masks per
+    example; ``MeanFieldNormal(estimator=...)`` adds local reparameterization or flipout while
+    training); otherwise this is a no-op.
+
+    Example::
+
+        >>> with estimator_handler(bnn.guide, bnn.bayesian_model):  # doctest: +SKIP
+        ...     terms = elbo_terms(bnn.model, bnn.guide, x, y)
+    """
+    make = getattr(guide, "estimator_context", None)
+    return make(model, training) if make is not None else contextlib.nullcontext()
 
 
 def make_objective(

@@ -9,194 +9,35 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
+from pyro.optim import PyroOptim
 
-from .elbo import Objective
+from .callbacks import Callback, EpochCallback
+from .data import LoaderBatches, TensorBatches
+from .elbo import Objective, TraceFreeELBO, estimator_handler, make_objective
 from .optim import Optimizer
+from .state import FitOptions, FitResult, FitState
 from .strategies import HINT, LOCAL, Batch, DivergenceError, Strategy
 
 if TYPE_CHECKING:
-    from .callbacks import Callback
+    from ..model import BayesianModel
 
 __all__ = [
-    "HINT",
     "Batch",
     "DivergenceError",
+    "fit",
+    "fit_model",
+    "FitOptions",
     "FitResult",
     "FitState",
+    "HINT",
     "LoaderBatches",
-    "TensorBatches",
-    "fit",
     "step",
+    "TensorBatches",
 ]
-
-
-@dataclass
-class FitResult:
-    """What a fit measured. All ELBO values are **per datum** (nats / N).
-
-    :ivar elbo: per-epoch mean of the step estimates of ELBO / N.
-    :ivar loglik: per-epoch expected log-likelihood / N.
-    :ivar kl: per-epoch KL(q || p) / N.
-    :ivar step_elbo: the same per optimisation step (and ``step_loglik``, ``step_kl``).
-    :ivar dataset_size: N.
-    :ivar seconds: wall time of the fit.
-
-    Example::
-
-        >>> r = FitResult(dataset_size=10)
-        >>> r.add_step(-5.0, 1.0); r.end_epoch(1); r
-        FitResult(epochs=1, steps=1, elbo/N=-0.6000)
-    """
-
-    dataset_size: int
-    elbo: list[float] = field(default_factory=list)
-    loglik: list[float] = field(default_factory=list)
-    kl: list[float] = field(default_factory=list)
-    step_elbo: list[float] = field(default_factory=list)
-    step_loglik: list[float] = field(default_factory=list)
-    step_kl: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def num_steps(self) -> int:
-        """Number of optimisation steps taken."""
-        return len(self.step_elbo)
-
-    def add_step(self, loglik: float, kl: float) -> None:
-        """Record one step's two terms (nats for the whole data set)."""
-        size = self.dataset_size
-        self.step_elbo.append((loglik - kl) / size)
-        self.step_loglik.append(loglik / size)
-        self.step_kl.append(kl / size)
-
-    def end_epoch(self, num_steps: int) -> None:
-        """Close an epoch of ``num_steps`` steps: its means go to ``elbo``, ``loglik``, ``kl``."""
-        k = num_steps
-        self.loglik.append(sum(self.step_loglik[-k:]) / k)
-        self.kl.append(sum(self.step_kl[-k:]) / k)
-        self.elbo.append(self.loglik[-1] - self.kl[-1])
-
-    def __repr__(self) -> str:
-        last = f", elbo/N={self.elbo[-1]:.4f}" if self.elbo else ""
-        return f"FitResult(epochs={len(self.elbo)}, steps={self.num_steps}{last})"
-
-
-@dataclass
-class FitState:
-    """Where a fit stands; a fit continues exactly from it (``BNN.fit(resume_from=...)``).
-
-    :ivar epoch: epochs completed.
-    :ivar history: the :class:`FitResult` so far.
-    :ivar generator: the generator of the minibatch order.
-    :ivar optimizer: the optimiser (its ``pyro.optim`` state is the fit's optimiser state).
-    :ivar objective: the ELBO estimator the fit used (e.g. a ``TraceFreeELBO``).
-    :ivar stop: set by a callback to end the fit after the current epoch.
-
-    Example::
-
-        >>> state = FitState(0, FitResult(dataset_size=100), torch.Generator().manual_seed(0))
-        >>> state.step
-        0
-    """
-
-    epoch: int
-    history: FitResult
-    generator: torch.Generator
-    optimizer: Optimizer | None = None
-    objective: Objective | None = None
-    stop: bool = False
-
-    @property
-    def step(self) -> int:
-        """Optimisation steps taken."""
-        return self.history.num_steps
-
-
-class TensorBatches:
-    """Minibatches of tensors, reshuffled every epoch by the fit's generator.
-
-    :param x: inputs ``(N, ...)``.
-    :param y: targets ``(N, ...)``.
-    :param batch_size: minibatch size (``None``: all N).
-    :param shuffle: draw a new order each epoch (when ``batch_size < N``).
-
-    Example::
-
-        >>> data = TensorBatches(torch.zeros(5, 1), torch.zeros(5), batch_size=2, shuffle=False)
-        >>> [len(xb) for xb, _ in data.epoch(torch.Generator())]
-        [2, 2, 1]
-    """
-
-    def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None, shuffle: bool = True
-    ) -> None:
-        self.x, self.y = x, y
-        self.size = len(x)
-        self.batch_size = self.size if batch_size is None else min(batch_size, self.size)
-        self.shuffle = shuffle
-
-    def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The minibatches of one epoch."""
-        n, bs = self.size, self.batch_size
-        order = torch.randperm(n, generator=generator) if self.shuffle and bs < n else None
-        for i in range(0, n, bs):
-            idx = order[i : i + bs] if order is not None else slice(i, i + bs)
-            yield self.x[idx], self.y[idx]
-
-    def index_batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """The row indices of one epoch's minibatches, in :meth:`epoch`'s order."""
-        n, bs = self.size, self.batch_size
-        order = torch.randperm(n, generator=generator) if self.shuffle and bs < n else None
-        for i in range(0, n, bs):
-            yield order[i : i + bs] if order is not None else torch.arange(i, min(i + bs, n))
-
-
-class LoaderBatches:
-    """Minibatches from a ``DataLoader`` yielding ``(x, y)`` pairs, each checked as it comes.
-
-    :param loader: the DataLoader over a map-style dataset (it owns the order; the fit's
-        generator is not used).
-    :param check: ``check(x, y) -> (x, y)`` applied to every batch.
-    :raises TypeError: for an ``IterableDataset`` or a dataset without a length.
-    """
-
-    def __init__(
-        self,
-        loader: torch.utils.data.DataLoader,
-        check: Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]],
-    ) -> None:
-        self.loader = loader
-        self.check = check
-        if isinstance(loader.dataset, torch.utils.data.IterableDataset):
-            raise TypeError(
-                "Expected a DataLoader over a map-style dataset (indexable, with a length: N "
-                "scales the ELBO, and data-parallel ranks read their rows of each batch), but "
-                f"got an IterableDataset ({type(loader.dataset).__name__}). Use a map-style "
-                "dataset, or tensors."
-            )
-        try:
-            self.size = len(loader.dataset)  # type: ignore[arg-type]
-        except TypeError:
-            raise TypeError(
-                "Expected a DataLoader over a dataset with a length (N, the data set size the "
-                f"ELBO is scaled to), but got {type(loader.dataset).__name__} without __len__ "
-                "(an IterableDataset?): give the dataset a __len__."
-            ) from None
-
-    def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The minibatches of one epoch."""
-        for batch in self.loader:
-            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                raise ValueError(
-                    "Expected the DataLoader to yield (x, y) pairs, but got "
-                    f"{type(batch).__name__} of length {len(batch)}."
-                )
-            yield self.check(*batch)
 
 
 def step(
@@ -296,3 +137,94 @@ def fit(
     state.history.seconds = time.perf_counter() - start
     strategy.teardown(objective)
     return state
+
+
+def fit_model(
+    model: BayesianModel,
+    guide: Callable,
+    data: TensorBatches | LoaderBatches,
+    optim: PyroOptim,
+    options: FitOptions,
+    *,
+    strategy: Strategy = LOCAL,
+    callbacks: Sequence[Callback] = (),
+    resume: Callable[[FitState], None] | None = None,
+) -> FitState:
+    """A whole fit of ``guide`` to ``model``: seed, objective, optimiser, then :func:`fit`.
+
+    The processes agree on the arguments and data and on a seed; ``torch`` and the minibatch
+    order are seeded; ``resume(state)`` may restore a checkpoint; the objective is made on an
+    example batch (trace-free when the guide offers it) and its parameters set up by the
+    strategy; the optimiser is fused when it can be.
+
+    :param model: the :class:`~pyro_bdl.model.BayesianModel`.
+    :param guide: the guide.
+    :param data: the minibatch source (checked).
+    :param optim: the ``pyro.optim`` optimiser.
+    :param options: see :class:`FitOptions`.
+    :param strategy: one process (default) or data-parallel.
+    :param callbacks: run by :func:`fit`.
+    :param resume: restores a saved fit into the fresh state (after seeding).
+    :return: the final :class:`FitState`.
+
+    Example::
+
+        >>> state = fit_model(bnn.bayesian_model, bnn.guide, TensorBatches(x, y, 32),
+        ...                   pyro.optim.Adam({"lr": 0.01}), FitOptions(epochs=5))
+        ... # doctest: +SKIP
+    """
+    size = model.likelihood.dataset_size or data.size
+    net = list(model.net.parameters())
+    callback_given = any(isinstance(cb, EpochCallback) for cb in callbacks)
+    strategy.agree(
+        [
+            data.size,
+            getattr(data, "batch_size", None) or -1,
+            size,
+            options.epochs,
+            options.num_particles,
+            float(options.vectorize_particles),
+            float(options.shuffle),
+            -1.0 if options.seed is None else float(options.seed),
+            float(callback_given),
+            len(net),
+            sum(p.numel() for p in net),
+        ],
+        data.checksums(),
+    )
+    seed = strategy.agree_seed(options.seed)
+    if seed is not None:
+        torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(
+        int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
+    )
+    state = FitState(0, FitResult(dataset_size=size), generator)
+    if resume is not None:
+        strategy.guard("the resume", lambda: resume(state))
+    example = data.example()
+    objective = strategy.guard(
+        "the creation of the parameters",
+        lambda: make_objective(
+            model,
+            guide,
+            example,
+            size,
+            estimator=options.estimator,
+            handler=lambda: estimator_handler(guide, model),
+            num_particles=options.num_particles,
+            vectorize_particles=options.vectorize_particles,
+        ),
+    )
+    strategy.setup(objective, example)
+    fused = isinstance(objective, TraceFreeELBO)
+    optimizer = Optimizer(optim, objective.params if fused else None)
+    return fit(
+        objective,
+        optimizer,
+        data,
+        epochs=options.epochs,
+        state=state,
+        num_particles=options.num_particles,
+        callbacks=callbacks,
+        strategy=strategy,
+    )

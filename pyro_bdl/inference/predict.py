@@ -18,6 +18,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
+from torch.distributions import Distribution
 
 from ..likelihoods import OBS, check_outputs
 from ..uncertainty import Prediction
@@ -30,7 +31,9 @@ __all__ = [
     "SkipObservation",
     "concatenate",
     "default_chunk",
+    "is_functional",
     "iter_draw_chunks",
+    "predictive_dists",
     "predict",
     "run_model",
 ]
@@ -148,6 +151,33 @@ def run_model(
         return poutine.trace(poutine.condition(model, data=data)).get_trace(x, y, **kwargs)
 
 
+def is_functional(model: BayesianModel, draws: Draws, sites: Mapping[str, torch.Size]) -> bool:
+    """Whether the draws are exactly the model's latent sites, all of them weights: then the
+    network runs on them directly (no Pyro), per-example noise included."""
+    return set(draws.sites) == set(model.site_names) == set(sites)
+
+
+def predictive_dists(
+    model: BayesianModel, draws: Draws, x: torch.Tensor, sites: Mapping[str, torch.Size]
+) -> Distribution:
+    """The per-draw predictive distributions p(y | x, W_s), batch shape ``(S, N)``.
+
+    :param model: the model.
+    :param draws: S draws.
+    :param x: inputs ``(N, ...)``.
+    :param sites: the model's latent site shapes (``model.latent_shapes(x)``).
+
+    Example::
+
+        >>> d = predictive_dists(model, post.sample(10), x, model.latent_shapes(x))
+        ... # doctest: +SKIP
+    """
+    if is_functional(model, draws, sites):
+        f = model.outputs(draws.sites, x, input_fns=draws.input_fns, by_site=True)
+        return model.likelihood.predictive_dist(f, 1)
+    return run_model(model, draws, x).nodes[OBS]["fn"]
+
+
 def concatenate(parts: list[Prediction]) -> Prediction:
     """One :class:`~pyro_bdl.uncertainty.Prediction` from chunks of draws, in order."""
     if len(parts) == 1:
@@ -195,12 +225,11 @@ def predict(
         sites = model.latent_shapes(x)
     dtype = next(iter(model.net.parameters())).dtype
     chunk = chunk or default_chunk(model, len(x), dtype, sites)
-    weights = set(model.site_names)
     f_all: torch.Tensor | None = None
     parts: list[Prediction] = []
     kept = 0
     for _, draws in iter_draw_chunks(posterior, num, chunk=chunk, keep=keep):
-        if set(draws.sites) == weights == set(sites):
+        if is_functional(model, draws, sites):
             f = model.outputs(draws.sites, x, input_fns=draws.input_fns, by_site=True)
             if f_all is None:
                 check_outputs(f, 1)

@@ -27,10 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import pyro
 import torch
-from pyro import poutine
-from pyro.poutine.messenger import Messenger
 from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
@@ -38,6 +35,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from .._checks import check_tensor, positive_int
 from ..bnn import BNN
 from ..distributions.tempered import check_temperature, stack_targets
+from ..inference.posterior import DRAWS_PLATE, Posterior
+from ..inference.predict import default_chunk, iter_draw_chunks, predictive_dists
 from ..likelihoods import OBS
 
 __all__ = [
@@ -52,10 +51,9 @@ __all__ = [
 Teacher = nn.Module | BNN | Sequence[nn.Module | BNN]
 
 #: Plate under which :func:`teacher_targets` draws a BNN teacher's weights (outside the data plate).
-TEACHER_DRAWS_PLATE = "teacher_draws"
+TEACHER_DRAWS_PLATE = DRAWS_PLATE  # the package's one draws plate (this name kept for imports)
 
 #: Elements of weight draws held at once by :func:`teacher_targets` (bounds memory).
-_DRAW_CHUNK_ELEMENTS = 2**24
 
 
 def _row_batches(x: Tensor, batch_size: int | None) -> list[Tensor]:
@@ -94,15 +92,6 @@ def _module_logits(net: nn.Module, x: Tensor, batch_size: int | None) -> Tensor:
     return logits
 
 
-class _ObservationUnsampled(Messenger):
-    """Give the ``"obs"`` site a placeholder value: only its distribution is needed."""
-
-    def _pyro_sample(self, msg: dict[str, Any]) -> None:
-        if msg["name"] == OBS and msg["value"] is None:
-            fn = msg["fn"]
-            msg["value"] = torch.zeros(fn.batch_shape + fn.event_shape)
-
-
 def _logits(bnn: BNN, fn: object) -> Tensor:
     """Logits of the observation distribution (up to a per-row shift, which softmax ignores)."""
     if not isinstance(fn, Distribution):
@@ -114,12 +103,17 @@ def _logits(bnn: BNN, fn: object) -> Tensor:
 
 
 def _bnn_probs(
-    bnn: BNN, x: Tensor, temperature: float, num_samples: int, batch_size: int | None
+    bnn: BNN,
+    x: Tensor,
+    temperature: float,
+    num_samples: int | None,
+    batch_size: int | None,
+    posterior: Posterior | None = None,
 ) -> Tensor:
-    """Posterior predictive at temperature T, with the weights drawn as ``BNN.predict`` does.
+    """Posterior predictive at temperature T, from the draws ``BNN.predict`` takes.
 
-    Each chunk of draws comes from one guide trace, replayed through the model for every batch of
-    rows, so all rows share the same draws whatever ``batch_size`` is.
+    The package's one draws loop: every chunk of draws is run on every batch of rows, so all
+    rows share the same draws whatever ``batch_size`` is.
     """
     if bnn.likelihood.kind != "categorical":
         raise ValueError(
@@ -128,25 +122,19 @@ def _bnn_probs(
             "gaussian_teacher_targets."
         )
     bnn.check_data(x)  # dtype, and that the network accepts x (a cheap side-effect-free probe)
-    bnn.ensure_guide(x)  # a lazy autoguide must be built outside the draws plate
-    num_weights = sum(p.numel() for n, p in bnn.net.named_parameters() if n in bnn.random_names)
-    chunk = max(1, min(num_samples, _DRAW_CHUNK_ELEMENTS // max(1, num_weights)))
     batches = _row_batches(x, batch_size)
+    model = bnn.bayesian_model
+    source = bnn.posterior(batches[0]) if posterior is None else posterior
+    num = num_samples or source.num_draws or 100
+    sites = model.latent_shapes(x)
+    chunk = default_chunk(model, max(len(b) for b in batches), x.dtype, sites)
     totals = [torch.zeros(()) for _ in batches]
-    for start in range(0, num_samples, chunk):
-        num = min(chunk, num_samples - start)
-        with (
-            bnn.estimator(training=False),
-            pyro.plate(TEACHER_DRAWS_PLATE, num, dim=-2),
-            _ObservationUnsampled(),
-        ):
-            guide_trace = poutine.trace(bnn.guide).get_trace(batches[0], None)
-            for i, xb in enumerate(batches):
-                model = poutine.replay(bnn.model, trace=guide_trace)
-                fn = poutine.trace(model).get_trace(xb, None).nodes[OBS]["fn"]
-                logits = _logits(bnn, fn).expand((num, len(xb), -1))
-                totals[i] = totals[i] + torch.softmax(logits / temperature, dim=-1).sum(0)
-    return torch.cat([t / num_samples for t in totals])
+    for _, draws in iter_draw_chunks(source, num, chunk=chunk):
+        for i, xb in enumerate(batches):
+            logits = _logits(bnn, predictive_dists(model, draws, xb, sites))
+            logits = logits.expand((draws.num, len(xb), -1))
+            totals[i] = totals[i] + torch.softmax(logits / temperature, dim=-1).sum(0)
+    return torch.cat([t / num for t in totals])
 
 
 @torch.no_grad()
@@ -155,9 +143,10 @@ def teacher_targets(
     x: Tensor,
     temperature: float,
     *,
-    num_samples: int = 100,
+    num_samples: int | None = None,
     batch_size: int | None = None,
     seed: int | None = None,
+    posterior: Posterior | None = None,
 ) -> Tensor:
     r"""Soft targets: the teacher's class probabilities at temperature :math:`T`, computed once.
 
@@ -178,9 +167,13 @@ def teacher_targets(
     :param teacher: the teacher (see above).
     :param x: transfer-set inputs ``(N, ...)``.
     :param temperature: :math:`T > 0`; use the same value in :class:`Distillation`.
-    :param num_samples: posterior draws :math:`S` for a BNN teacher.
+    :param num_samples: posterior draws :math:`S` for a BNN teacher (default: 100 from a
+        guide, every draw of a fixed set).
     :param batch_size: inputs per forward pass (default: all at once).
     :param seed: if given, the draws are reproducible without touching the global RNG.
+    :param posterior: for a BNN teacher, where its draws come from (default: its fitted
+        guide); any :class:`~pyro_bdl.inference.Posterior`, e.g. a
+        :class:`~pyro_bdl.inference.SamplesPosterior` of MCMC draws or ensemble members.
     :return: soft targets ``(N, C)``, rows summing to 1.
 
     Example::
@@ -202,22 +195,32 @@ def teacher_targets(
     """
     temperature = check_temperature(temperature)
     x = check_tensor("x", x)
-    num_samples = positive_int("num_samples", num_samples)
+    if num_samples is not None:
+        num_samples = positive_int("num_samples", num_samples)
     members = _members(teacher)
-    if seed is None:
-        return _ensemble_probs(members, x, temperature, num_samples, batch_size)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _ensemble_probs(members, x, temperature, num_samples, batch_size)
+    if posterior is not None and not (len(members) == 1 and isinstance(members[0], BNN)):
+        raise ValueError(
+            "Expected posterior= with one BNN teacher (whose model the draws are of), but got "
+            f"a teacher of {len(members)} member(s)."
+        )
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return _ensemble_probs(members, x, temperature, num_samples, batch_size, posterior)
 
 
 def _ensemble_probs(
-    members: list[Any], x: Tensor, temperature: float, num_samples: int, batch_size: int | None
+    members: list[Any],
+    x: Tensor,
+    temperature: float,
+    num_samples: int | None,
+    batch_size: int | None,
+    posterior: Posterior | None = None,
 ) -> Tensor:
     total: Tensor | None = None
     for k, member in enumerate(members):
         if isinstance(member, BNN):
-            probs = _bnn_probs(member, x, temperature, num_samples, batch_size)
+            probs = _bnn_probs(member, x, temperature, num_samples, batch_size, posterior)
         elif isinstance(member, nn.Module):
             probs = torch.softmax(_module_logits(member, x, batch_size) / temperature, dim=-1)
         else:

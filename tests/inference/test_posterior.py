@@ -133,3 +133,20 @@ def test_guide_posterior_draws_what_the_guide_draws():
         pred.scale, draws.sites["precision"].rsqrt()[:, None].expand(5, len(x)), rtol=1e-12,
         atol=1e-12,
     )  # fmt: skip
+
+
+def test_an_ensemble_posterior_is_a_distillation_teacher():
+    """teacher_targets from a BNN teacher with a fixed set of draws: the average over the
+    members of their tempered probabilities (never the softmax of averaged logits)."""
+    from pyro_bdl.distill import teacher_targets
+
+    x, _ = data()
+    members = point_fits(3)
+    bnn = BNN(classifier(0), dist.Normal(0.0, 1.0), Categorical())
+    ensemble = SamplesPosterior.stack(members)
+    soft = teacher_targets(bnn, x, 4.0, posterior=ensemble, batch_size=7)
+    logits = torch.stack([functional_call(bnn.net, m, (x,)) for m in members])
+    torch.testing.assert_close(soft, torch.softmax(logits / 4.0, -1).mean(0), rtol=1e-12, atol=0)
+    assert not torch.allclose(soft, torch.softmax(logits.mean(0) / 4.0, -1))
+    with pytest.raises(ValueError, match="posterior= with one BNN teacher"):
+        teacher_targets([bnn, bnn], x, 4.0, posterior=ensemble)

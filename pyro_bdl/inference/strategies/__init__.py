@@ -20,10 +20,20 @@ from ..optim import Optimizer, gradients_finite
 
 if TYPE_CHECKING:
     from ..callbacks import Callback
+    from ..data import LoaderBatches, TensorBatches
     from ..elbo import Objective
-    from ..loop import FitState, LoaderBatches, TensorBatches
+    from ..state import FitState
 
-__all__ = ["HINT", "LOCAL", "Batch", "DivergenceError", "Local", "Strategy", "checksum"]
+__all__ = [
+    "HINT",
+    "LOCAL",
+    "Batch",
+    "DivergenceError",
+    "Local",
+    "Strategy",
+    "checksum",
+    "resolve_strategy",
+]
 
 HINT = "Lower the learning rate, use a smaller init_scale for the guide, or standardise the data."
 
@@ -200,3 +210,22 @@ class Local:
 
 #: The default strategy.
 LOCAL = Local()
+
+
+def resolve_strategy(distributed: bool, strategy: Strategy | None) -> Strategy:
+    """``strategy`` if given; :class:`DataParallel` for ``distributed=True``; else :data:`LOCAL`.
+
+    Example::
+
+        >>> resolve_strategy(False, None)
+        Local()
+    """
+    if strategy is not None:
+        if distributed:
+            raise ValueError("Expected distributed=False with strategy=, but got both.")
+        return strategy
+    if not distributed:
+        return LOCAL
+    from .data_parallel import DataParallel
+
+    return DataParallel()
