@@ -357,7 +357,7 @@ class BNN(PyroModule):
             >>> bnn.save("posterior.pt")
             >>> again = BNN.load("posterior.pt", net=make_net())
         """
-        if not isinstance(getattr(self.guide, "state_dict", None), Callable):
+        if not callable(getattr(self.guide, "state_dict", None)):
             raise TypeError(
                 "Expected a guide that is an nn.Module (an AutoGuide) to save its parameters, "
                 f"but got {type(self.guide).__name__}."
@@ -425,8 +425,9 @@ class BNN(PyroModule):
             )
 
     def _write_fit_checkpoint(
-        self, path: str | os.PathLike, state: FitState, optim: pyro.optim.PyroOptim
+        self, path: str | os.PathLike | None, state: FitState, optim: pyro.optim.PyroOptim
     ) -> None:
+        assert path is not None  # checked with checkpoint_every
         config, module = {"bnn": self._config()}, dict(self.state_dict())
         write_fit_state(path, config, module, optim, f"{self.name}.", state)
 

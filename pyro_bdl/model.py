@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.runtime import InferDict
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 from torch.distributions import Distribution
@@ -254,7 +255,11 @@ class BayesianModel:
                 pyro.param(f"{self.name}.net.{n}", params[n])
         priors = self.prior_dists(params)
         weights = {
-            n: pyro.sample(self.site_name(n), priors[n], infer={INIT_KEY: params[n].detach()})
+            n: pyro.sample(
+                self.site_name(n),
+                priors[n],
+                infer=cast(InferDict, {INIT_KEY: params[n].detach()}),  # our own infer key
+            )
             for n in self.random_names
         }
         sample_shape = sample_shape_of(weights, self.shapes)
@@ -310,7 +315,7 @@ class BayesianModel:
             with self.side_effect_free(), torch.no_grad(), poutine.block():
                 trace = poutine.trace(self).get_trace(x[:1])
             self._latent = {
-                name: site["value"].shape
+                name: torch.Size(site["value"].shape)  # type: ignore[union-attr]  # sampled
                 for name, site in trace.nodes.items()
                 if site["type"] == "sample"
                 and not site["is_observed"]

@@ -18,13 +18,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
-from torch.distributions import kl_divergence
+from torch.distributions import Distribution, kl_divergence
 
 if TYPE_CHECKING:
     from ..model import BayesianModel
@@ -37,6 +37,7 @@ __all__ = [
     "TracedELBO",
     "TraceFreeELBO",
     "estimator_handler",
+    "leaf_tensor",
     "make_objective",
 ]
 
@@ -61,7 +62,7 @@ class ELBOTerms:
         return self.kl - self.loglik
 
 
-def _site_log_prob_sum(site: dict[str, Any]) -> torch.Tensor:
+def _site_log_prob_sum(site: Any) -> torch.Tensor:
     lp = site["fn"].log_prob(site["value"])
     return scale_and_mask(lp, site["scale"], site["mask"]).sum()
 
@@ -83,7 +84,7 @@ def _one_trace_pair(
         if gsite is None:  # a model latent the guide does not cover: sampled from the prior
             continue
         try:
-            k = kl_divergence(gsite["fn"], site["fn"])
+            k = kl_divergence(cast(Distribution, gsite["fn"]), cast(Distribution, site["fn"]))
         except NotImplementedError:
             kl = kl + _site_log_prob_sum(gsite) - _site_log_prob_sum(site)
         else:
@@ -128,9 +129,27 @@ def elbo_terms(
         loglik, kl = _one_trace_pair(plate(model), plate(guide), args, kwargs)
         return ELBOTerms(loglik / num_particles, kl / num_particles)
     pairs = [_one_trace_pair(model, guide, args, kwargs) for _ in range(num_particles)]
-    return ELBOTerms(
-        sum(p[0] for p in pairs) / num_particles, sum(p[1] for p in pairs) / num_particles
-    )
+    loglik, kl = pairs[0]
+    for more in pairs[1:]:
+        loglik, kl = loglik + more[0], kl + more[1]
+    return ELBOTerms(loglik / num_particles, kl / num_particles)
+
+
+def leaf_tensor(value: Any) -> torch.Tensor:
+    """The unconstrained leaf tensor of a captured ``pyro.param`` value (what optimisers step).
+
+    Example::
+
+        >>> import pyro
+        >>> from pyro import poutine
+        >>> with poutine.trace(param_only=True) as tr:
+        ...     _ = pyro.param("leaf_example", torch.ones(2))
+        >>> leaf_tensor(tr.trace.nodes["leaf_example"]["value"]).shape
+        torch.Size([2])
+    """
+    if value is None:
+        raise RuntimeError("Expected a parameter value in the captured trace, but got None.")
+    return cast(torch.Tensor, value.unconstrained())
 
 
 # ============================================================================ objectives
@@ -144,6 +163,8 @@ class Objective(Protocol):
     #: the parameters known when the objective was made, in a fixed order (may be empty for a
     #: traced objective whose guide builds its parameters lazily)
     params: list[torch.Tensor]
+    #: the model the estimate is of
+    model: BayesianModel
 
     def __call__(
         self,
@@ -159,7 +180,8 @@ class Objective(Protocol):
 class TracedELBO:
     """Pyro's traced estimate (:func:`elbo_terms`) under the guide's estimator handler.
 
-    :param model: the Pyro model ``model(x, y, dataset_size=...)``.
+    :param model: the :class:`~pyro_bdl.model.BayesianModel` (a Pyro model
+        ``model(x, y, dataset_size=...)``).
     :param guide: the guide.
     :param handler: a zero-argument callable returning the context the estimate runs under
         (e.g. per-example dropout masks; default: none).
@@ -173,7 +195,7 @@ class TracedELBO:
 
     def __init__(
         self,
-        model: Callable,
+        model: BayesianModel,
         guide: Callable,
         *,
         handler: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -208,7 +230,7 @@ class TracedELBO:
                 num_particles=num_particles,
                 vectorize_particles=self.vectorize_particles,
             )
-        touched = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+        touched = {leaf_tensor(site["value"]) for site in capture.trace.nodes.values()}
         return terms, list(touched)
 
 
@@ -356,7 +378,7 @@ def make_objective(
         with handler(), poutine.trace(param_only=True) as capture:
             elbo_terms(model, guide, x, y, dataset_size=dataset_size)
         nodes = capture.trace.nodes
-        params = [nodes[name]["value"].unconstrained() for name in sorted(nodes)]
+        params = [leaf_tensor(nodes[name]["value"]) for name in sorted(nodes)]
         traced.params = params
         sampler = make(model.site_priors(), model)
         if sampler is None or not set(sampler.params) <= set(params):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any, cast
 
 import pyro.optim
 import torch
@@ -66,7 +67,7 @@ def fused_optimizer(optim: PyroOptim, params: list[torch.Tensor]) -> torch.optim
         # agree with the per-tensor loop to rounding (~1e-16 relative in float64)
         for extra in ({"fused": True}, {"foreach": True}):
             try:
-                fused = ctor(params, **args, **extra)
+                fused = cast(Any, ctor)(params, **args, **extra)
                 break
             except (RuntimeError, TypeError, ValueError):
                 continue
@@ -108,7 +109,7 @@ def make_optim(lr: float, optim: PyroOptim | None) -> PyroOptim:
             isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)
         ):
             raise ValueError(f"Expected lr > 0, but got {lr!r}.")
-        return pyro.optim.Adam({"lr": float(lr)})
+        return pyro.optim.Adam({"lr": float(lr)})  # type: ignore[attr-defined]  # built at import
     if not isinstance(optim, PyroOptim):
         raise TypeError(
             "Expected optim to be a pyro.optim optimiser such as pyro.optim.Adam({'lr': 1e-3}), "

@@ -8,7 +8,7 @@ turns draws into predictions, ArviZ groups, PSIS ratios and teacher targets.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, runtime_checkable
 
 import pyro
 import pyro.distributions as dist
@@ -211,7 +211,7 @@ class GuidePosterior:
                     f"Expected the guide to sample site {name!r}, but it has no such site; a "
                     f"guide must sample every latent site of the model ({sorted(self.shapes)})."
                 )
-            value = node["value"]
+            value = cast(torch.Tensor, node["value"])  # a sample site's value: drawn
             sites[name] = value.expand((num, 1) + tuple(shape)).reshape((num,) + tuple(shape))
         log_q = _log_density(trace, num, set(self.shapes)) if self.log_q else None
         return Draws(sites, None, log_q)
@@ -231,7 +231,7 @@ def _log_density(trace: poutine.Trace, num: int, model_sites: set[str]) -> torch
     auxiliary = [n for n in sites if n not in model_sites]
     log_q = torch.zeros(num, dtype=torch.float64)
     for name, site in sites.items():
-        fn = site["fn"]
+        fn = cast(dist.Distribution, site["fn"])
         base = fn.base_dist if isinstance(fn, dist.Independent) else fn
         if isinstance(base, MaskedWeight):
             raise ValueError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyro
 import torch
@@ -175,7 +175,7 @@ def predictive_dists(
     if is_functional(model, draws, sites):
         f = model.outputs(draws.sites, x, input_fns=draws.input_fns, by_site=True)
         return model.likelihood.predictive_dist(f, 1)
-    return run_model(model, draws, x).nodes[OBS]["fn"]
+    return cast(Distribution, run_model(model, draws, x).nodes[OBS]["fn"])
 
 
 def concatenate(parts: list[Prediction]) -> Prediction:
@@ -238,7 +238,7 @@ def predict(
             kept += len(f)
         else:
             trace = run_model(model, draws, x)
-            parts.append(model.likelihood.prediction(trace.nodes[OBS]["fn"]))
+            parts.append(model.likelihood.prediction(cast(Distribution, trace.nodes[OBS]["fn"])))
     if f_all is not None:
         return model.likelihood.prediction_from_outputs(f_all[:kept], 1)
     return concatenate(parts) if parts else None

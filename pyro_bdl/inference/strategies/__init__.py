@@ -85,7 +85,8 @@ class Batch:
 class Strategy(Protocol):
     """What a fit needs from a strategy (see :class:`Local`)."""
 
-    is_main: bool
+    @property
+    def is_main(self) -> bool: ...
 
     def guard(self, where: str, fn: Callable[[], Any]) -> Any: ...
 
@@ -124,8 +125,10 @@ class Local:
         ... # doctest: +SKIP
     """
 
-    #: this process writes checkpoints and shows progress
-    is_main = True
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes checkpoints and shows progress (one process: yes)."""
+        return True
 
     def guard(self, where: str, fn: Callable[[], Any]) -> Any:
         """``fn()`` (in one process an error simply propagates)."""

@@ -45,7 +45,7 @@ from pyro.infer.util import zero_grads
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from ..elbo import TracedELBO, TraceFreeELBO, elbo_terms
+from ..elbo import TracedELBO, TraceFreeELBO, elbo_terms, leaf_tensor
 from ..optim import Optimizer
 from . import HINT, Batch, DivergenceError, Local
 
@@ -340,7 +340,7 @@ class DataParallel(Local):
                     "Distributed SVI draws per-example noise for the whole minibatch, but the "
                     f"guide's sampler {type(objective.sampler).__name__} cannot do so."
                 )
-        else:
+        elif isinstance(objective, TracedELBO):
             context = objective.handler()
             if not isinstance(context, contextlib.nullcontext):
                 raise NotImplementedError(
@@ -537,8 +537,8 @@ def _traced_parameters(
     with torch.random.fork_rng(devices=_rng_devices(like)), torch.no_grad():
         with objective.handler(), poutine.trace(param_only=True) as capture:
             elbo_terms(objective.model, guide, x, y, dataset_size=len(x))
-    params = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
-    return [params[name] for name in sorted(params)]
+    nodes = capture.trace.nodes
+    return [leaf_tensor(nodes[name]["value"]) for name in sorted(nodes)]
 
 
 def _rng_devices(like: torch.Tensor) -> list[int]:
