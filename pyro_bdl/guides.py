@@ -800,6 +800,8 @@ def _mask_input(
         if feature_dropout is None
         else x[(slice(None), slice(None)) + (slice(0, 1),) * (x.dim() - 2)]
     )
+    if not isinstance(p, torch.Tensor):  # a fixed p with relaxed masks
+        p = torch.tensor(p, dtype=x.dtype, device=x.device)
     return x * relaxed_keep_mask(p, torch.rand_like(site), temperature)
 
 
