@@ -45,13 +45,14 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import pyro
 import torch
 import xarray as xr
 from pyro import poutine
+from pyro.distributions import TorchDistribution
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import MCMC
 from pyro.poutine.util import site_is_subsample
@@ -171,7 +172,7 @@ def _record(
     observed: bool,
 ) -> None:
     site = trace.nodes[OBS]
-    fn = site["fn"]
+    fn = cast(TorchDistribution, site["fn"])  # a sample site's fn is its distribution
     pred = bnn.likelihood.prediction(fn)
     if OBS_MEAN in var_names:
         draws.put(OBS_MEAN, start, pred.samples)
@@ -180,16 +181,14 @@ def _record(
     for name in var_names:
         if name in weights:
             draws.put(name, start, weights[name])  # (c, *shape)
+    value = cast(torch.Tensor, site["value"])  # y, observed or drawn (sample_obs=True)
     if observed:
-        value = site["value"]
         draws.put("log_likelihood", start, fn.log_prob(value).expand(c, -1))
         draws.put("posterior_predictive", start, fn.sample())
         if draws.observed is None:
             draws.observed = _numpy(value)
     else:
-        draws.put(
-            "posterior_predictive", start, site["value"].expand(fn.batch_shape + fn.event_shape)
-        )
+        draws.put("posterior_predictive", start, value.expand(fn.batch_shape + fn.event_shape))
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -322,20 +321,23 @@ def _variational(
         a = _numpy(t)
         variables[name] = ([f"{site}_dim_{i}" for i in range(a.ndim)], a)
 
-    if sites and callable(getattr(guide, "loc_scale", None)):
-        loc_scale = guide.loc_scale()
+    loc_scale = getattr(guide, "loc_scale", None)
+    median = getattr(guide, "median", None)
+    drop_probabilities = getattr(guide, "drop_probabilities", None)
+    if sites and callable(loc_scale):
+        locs_scales = loc_scale()
         for s in sites:
-            add(f"{s}_loc", s, loc_scale[s][0])
-            add(f"{s}_scale", s, loc_scale[s][1])
-    elif sites and callable(getattr(guide, "median", None)):
+            add(f"{s}_loc", s, locs_scales[s][0])
+            add(f"{s}_scale", s, locs_scales[s][1])
+    elif sites and callable(median):
         with torch.no_grad():
-            median = guide.median(x[:1])
+            medians = median(x[:1])
         for s in sites:
-            add(f"{s}_median", s, median[s])
-    if callable(getattr(guide, "drop_probabilities", None)):
-        for s, p in guide.drop_probabilities().items():
+            add(f"{s}_median", s, medians[s])
+    if callable(drop_probabilities):
+        for s, p in drop_probabilities().items():
             variables[f"{s}_p"] = ([], np.asarray(p, dtype=np.float64))
-    out_attrs = dict(attrs, guide=type(guide).__name__)
+    out_attrs: dict[str, Any] = dict(attrs, guide=type(guide).__name__)
     if fit_result is not None:
         if not isinstance(fit_result, FitResult):
             raise TypeError(
@@ -360,7 +362,8 @@ def _wrap(groups: Mapping[str, xr.Dataset]) -> ArviZData:
     """One Dataset per group -> ``az.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (1.x)."""
     if arviz_major_version() >= 1:
         return xr.DataTree.from_dict(dict(groups))
-    return az.InferenceData(**groups)
+    # the stubs let **groups reach InferenceData's attrs/warn_on_custom_groups: they are group names
+    return az.InferenceData(**groups)  # type: ignore[arg-type]
 
 
 # ================================================================================ public API
@@ -515,7 +518,8 @@ def to_inference_data(
             posterior = GuidePosterior(
                 fitted.guide, fitted.bayesian_model, args=(x,), shapes=sites, per_example=False
             )
-            draws = _collect(fitted, posterior, x, y, num_samples, chunk, var_names)
+            # num_samples: required and checked above
+            draws = _collect(fitted, posterior, x, y, cast(int, num_samples), chunk, var_names)
         inference = "svi"
     elif isinstance(fitted, SamplesPosterior):
         chains, total = 1, int(fitted.num_draws or 0)
@@ -670,7 +674,8 @@ def _log_ratios(bnn: BNN, x: torch.Tensor, y: torch.Tensor, num: int, chunk: int
         log_p = torch.zeros(c, dtype=torch.float64)
         for site in trace.nodes.values():
             if site["type"] == "sample" and not site_is_subsample(site):
-                lp = site["fn"].log_prob(site["value"])
+                fn = cast(TorchDistribution, site["fn"])  # a sample site's distribution
+                lp = fn.log_prob(cast(torch.Tensor, site["value"]))
                 log_p += per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c)
         assert draws.log_q is not None  # asked for
         out[start : start + c] = (log_p - draws.log_q).numpy()
@@ -720,7 +725,7 @@ def psis_khat(
     num_samples = _positive_int("num_samples", num_samples)
     if y is None:
         raise ValueError("Expected targets y: the log joint p(W, y) needs the observed data.")
-    x, y = fitted.check_data(x, y)
+    x, y = cast(tuple[torch.Tensor, torch.Tensor], fitted.check_data(x, y))  # y is not None
     if chunk_size is not None:
         chunk_size = _positive_int("chunk_size", chunk_size)
     fitted.ensure_guide(x)

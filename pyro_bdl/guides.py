@@ -13,8 +13,8 @@ import copy
 import functools
 import inspect
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import pyro
 import pyro.distributions as dist
@@ -27,6 +27,7 @@ from pyro.infer.autoguide.initialization import InitMessenger, init_to_median, i
 from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn import PyroModule, PyroParam
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import InferDict
 from torch import nn
 from torch.distributions import register_kl
 
@@ -69,7 +70,7 @@ class _FactorisedGuide(AutoGuide):
     #: ``infer`` entries of every site this guide samples (a subclass may mark its sites)
     _site_infer: dict[str, Any] = {}
 
-    def get_site_dist(self, name: str) -> dist.Distribution:
+    def get_site_dist(self, name: str) -> TorchDistribution:
         """The factor q(W_name)."""
         raise NotImplementedError
 
@@ -78,7 +79,10 @@ class _FactorisedGuide(AutoGuide):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         return {
-            name: pyro.sample(name, self.get_site_dist(name), infer=dict(self._site_infer))
+            # InferDict lists Pyro's own keys; a site's infer dict may carry others at runtime
+            name: pyro.sample(
+                name, self.get_site_dist(name), infer=cast(InferDict, dict(self._site_infer))
+            )
             for name, _ in self.prototype_trace.iter_stochastic_nodes()
         }
 
@@ -135,7 +139,7 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         """
         if self.estimator == "sample" or not training:
             return contextlib.nullcontext()
-        sites = {}
+        sites: dict[str, nn.Module] = {}
         params = dict(bnn.net.named_parameters())
         for n in bnn.random_names:
             owner = n.rpartition(".")[0]
@@ -189,11 +193,11 @@ class AutoMeanFieldNormal(_FactorisedGuide):
                 ),
             )
 
-    def get_site_dist(self, name: str) -> dist.Distribution:
+    def get_site_dist(self, name: str) -> TorchDistribution:
         """The factor q(W_name): a Normal, or a Normal pushed through the support's bijection."""
         loc = deep_getattr(self.locs, name)
         scale = deep_getattr(self.scales, name)
-        q = dist.Normal(loc, scale)
+        q: TorchDistribution = dist.Normal(loc, scale)
         event_dim = self._event_dims[name]
         if event_dim:
             q = q.to_event(event_dim)
@@ -258,7 +262,11 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         }
 
 
-def _normal_prior_parts(prior: Any, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor] | None:
+#: ``(loc, scale)`` of a Gaussian prior over one weight tensor
+_PriorParts = tuple[torch.Tensor, torch.Tensor]
+
+
+def _normal_prior_parts(prior: Any, shape: torch.Size) -> _PriorParts | None:
     """``(loc, scale)`` of a Gaussian prior over a whole weight tensor, else ``None``.
 
     Accepts ``Normal`` with ``batch_shape == shape`` or ``Independent(Normal)`` with
@@ -295,7 +303,7 @@ class _MeanFieldSampler:
     :math:`\sum \log s_0 - \log s + (s^2 + (m - m_0)^2) / (2 s_0^2) - 1/2` is one reduction.
     """
 
-    def __init__(self, guide: AutoMeanFieldNormal, parts: dict[str, tuple]) -> None:
+    def __init__(self, guide: AutoMeanFieldNormal, parts: Mapping[str, _PriorParts | None]) -> None:
         self.names = list(parts)
         locs = [deep_getattr(guide.locs, n) for n in self.names]
         scales = [deep_getattr(guide.scales, n) for n in self.names]
@@ -308,8 +316,9 @@ class _MeanFieldSampler:
         self.has_kl = all(part is not None for part in parts.values())
         if not self.has_kl:
             return
-        prior_loc = torch.cat([parts[n][0].reshape(-1) for n in self.names])
-        prior_scale = torch.cat([parts[n][1].reshape(-1) for n in self.names]).detach()
+        prior = {n: part for n, part in parts.items() if part is not None}  # every site
+        prior_loc = torch.cat([prior[n][0].reshape(-1) for n in self.names])
+        prior_scale = torch.cat([prior[n][1].reshape(-1) for n in self.names]).detach()
         self.prior_loc = None if bool((prior_loc == 0).all()) else prior_loc.detach()
         uniform = _uniform(prior_scale)
         self.inv_two_var: float | torch.Tensor = (
@@ -372,7 +381,7 @@ class _MeanOnly(dist.Independent):
     unchanged; its ``log_prob`` is never a valid Monte-Carlo KL, hence the Gaussian-prior check.
     """
 
-    def rsample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+    def rsample(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         return self.base_dist.loc.expand(self._extended_shape(torch.Size(sample_shape)))
 
 
@@ -465,13 +474,18 @@ class LinearOutputNoise(_LayerHooks):
             var = F.linear(x.square(), scale.square())
             std = var.clamp_min(torch.finfo(var.dtype).tiny).sqrt()
             return output + std * torch.randn_like(output)
-        delta = module.weight - loc
+        linear = cast(nn.Linear, module)  # the sites are nn.Linear weights
+        delta = linear.weight - loc
         signs_in = torch.empty_like(x).bernoulli_(0.5).mul_(2).sub_(1)
         signs_out = torch.empty_like(output).bernoulli_(0.5).mul_(2).sub_(1)
-        return F.linear(x, loc, module.bias) + F.linear(x * signs_in, delta) * signs_out
+        return F.linear(x, loc, linear.bias) + F.linear(x * signs_in, delta) * signs_out
 
 
-_INIT_LOCS = {"net": init_to_net, "median": init_to_median, "sample": init_to_sample}
+_INIT_LOCS: dict[str, Callable[..., Any]] = {
+    "net": init_to_net,
+    "median": init_to_median,
+    "sample": init_to_sample,
+}
 
 
 class MeanFieldNormal:
@@ -614,7 +628,7 @@ class MaskedWeight(TorchDistribution):
         *,
         temperature: float | None = None,
         per_example: bool = False,
-        batch_shape: torch.Size | tuple = (),
+        batch_shape: Sequence[int] = (),
         validate_args: bool | None = None,
     ) -> None:
         self.loc, self.p, self.mask_dim = loc, p, mask_dim
@@ -623,7 +637,7 @@ class MaskedWeight(TorchDistribution):
         super().__init__(torch.Size(batch_shape), loc.shape, validate_args=False)
 
     @property
-    def support(self) -> constraints.Constraint:  # type: ignore[override]
+    def support(self) -> constraints.Constraint:
         return constraints.independent(constraints.real, len(self.event_shape))
 
     @property
@@ -631,7 +645,7 @@ class MaskedWeight(TorchDistribution):
         """K, the number of input units that are dropped together (0 for a point mass)."""
         return 0 if self.mask_dim is None else self.loc.shape[self.mask_dim]
 
-    def expand(self, batch_shape: torch.Size | tuple, _instance: Any = None) -> MaskedWeight:
+    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> MaskedWeight:
         return MaskedWeight(
             self.loc,
             self.p,
@@ -657,7 +671,7 @@ class MaskedWeight(TorchDistribution):
         keep = 1 - self.p if self.mask_dim is not None else 1.0
         return (keep * self.loc).expand(self.batch_shape + self.event_shape)
 
-    def rsample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+    def rsample(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
         if self.mask_dim is None or self.per_example:
             return self.loc.expand(shape + self.event_shape)
@@ -794,7 +808,7 @@ def _mask_input(
         if feature_dropout is None:
             # F.dropout's own noise on CPU, without its 1/(1-p) scaling (tested against it)
             return x * torch.empty_like(x).bernoulli_(1 - p)
-        return feature_dropout(x, p, True) * (1 - p)
+        return feature_dropout(x, cast(float, p), True) * (1 - p)  # hard masks: a fixed p
     site = (
         x
         if feature_dropout is None
@@ -815,7 +829,10 @@ class _DropoutSampler:
     """
 
     def __init__(
-        self, guide: AutoDropout, parts: dict[str, tuple], modules: dict[str, nn.Module]
+        self,
+        guide: AutoDropout,
+        parts: Mapping[str, _PriorParts | None],
+        modules: dict[str, nn.Module],
     ) -> None:
         self.names = list(parts)
         self.locs = [deep_getattr(guide.locs, n).unconstrained() for n in self.names]
@@ -842,8 +859,9 @@ class _DropoutSampler:
             return
         # E_q[-log N(W; mu, var)] = c + keep * sum(a W^2 - b W), a = 1/(2 var), b = mu / var
         self.const, self.a, self.b = {}, {}, {}
+        prior = {n: part for n, part in parts.items() if part is not None}  # every site
         for n in self.names:
-            mu, scale = (t.detach() for t in parts[n])
+            mu, scale = (t.detach() for t in prior[n])
             var = scale**2
             self.const[n] = float((0.5 * torch.log(2 * math.pi * var) + mu**2 / (2 * var)).sum())
             uniform = _uniform(var)
@@ -863,7 +881,8 @@ class _DropoutSampler:
                 [
                     torch.full(
                         (t.numel(),),
-                        (1 - self.fixed_p[n] if self.masked[n] else 1.0) * self.a[n],
+                        (1 - self.fixed_p[n] if self.masked[n] else 1.0)
+                        * cast(float, self.a[n]),  # uniform: a float (checked above)
                         dtype=like.dtype,
                         device=like.device,
                     )
@@ -889,11 +908,11 @@ class _DropoutSampler:
         if self.flat_coef is not None:
             flat = _flat(self.locs)
             return draws, torch.dot(self.flat_coef * flat, flat) + self.fixed_const
-        kl = self.fixed_const
+        kl: float | torch.Tensor = self.fixed_const
         for n, m in zip(self.names, self.locs, strict=True):
             if n in self.logits:
-                p = self._p[n]
-                keep = 1 - p
+                p = cast(torch.Tensor, self._p[n])  # a learned p: sigmoid(logit)
+                keep: float | torch.Tensor = 1 - p
                 kl = kl - self.units[n] * _binary_entropy(p)
             else:
                 keep = 1 - self.fixed_p[n] if self.masked[n] else 1.0
@@ -902,7 +921,7 @@ class _DropoutSampler:
             if b is not None:
                 term = term - (m * b).sum()
             kl = kl + keep * term
-        return draws, kl
+        return draws, cast(torch.Tensor, kl)  # a tensor: there is at least one site
 
     def _mask(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return _mask_input(module, x, self._p[self.modules[module]], self.temperature)
@@ -1369,8 +1388,9 @@ def guide_config(spec: GuideLike) -> dict | None:
 
     if spec is None:
         spec = MeanFieldNormal()
-    if isinstance(spec, type) and getattr(autoguides, spec.__name__, None) is spec:
-        return {"type": "autoguide", "config": {"name": spec.__name__}}
+    name = spec.__name__ if isinstance(spec, type) else None
+    if name is not None and getattr(autoguides, name, None) is spec:
+        return {"type": "autoguide", "config": {"name": name}}
     cfg = spec.config() if hasattr(spec, "config") else None
     return None if cfg is None else {"type": type(spec).__name__, "config": cfg}
 
