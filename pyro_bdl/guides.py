@@ -107,8 +107,18 @@ class AutoMeanFieldNormal(_FactorisedGuide):
 
     Example::
 
-        >>> guide = AutoMeanFieldNormal(bnn.model, init_scale=1e-2)  # doctest: +SKIP
-        >>> draws = guide(x)  # {"0.weight": tensor(...), ...}  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
+        >>> guide = AutoMeanFieldNormal(bnn.model, init_scale=1e-2)
+        >>> draws = guide(x, y)  # one draw of every weight (y observed: "obs" is no latent)
+        >>> sorted(draws), draws["0.weight"].shape
+        (['0.bias', '0.weight', '2.bias', '2.weight'], torch.Size([4, 1]))
     """
 
     #: the sites are marked as this guide's factors, for :class:`LinearOutputNoise`
@@ -222,8 +232,19 @@ class AutoMeanFieldNormal(_FactorisedGuide):
 
         Example::
 
-            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)  # doctest: +SKIP
-            >>> draws, _ = sampler((10,), with_kl=False)  # draws["0.weight"]: (10, 50, 1)
+            >>> import pyro.distributions as dist
+            >>> import torch
+            >>> from torch import nn
+            >>> from pyro_bdl import BNN, HomoskedasticGaussian
+            >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+            >>> y = torch.sin(3 * x[:, 0])
+            >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+            >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
+            >>> bnn.ensure_guide(x)  # the guide's parameters
+            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)
+            >>> draws, _ = sampler((10,), with_kl=False)
+            >>> draws["0.weight"].shape
+            torch.Size([10, 4, 1])
         """
         if self.prototype_trace is None or any(t is not None for t in self._transforms.values()):
             return None
@@ -445,9 +466,18 @@ class LinearOutputNoise(_LayerHooks):
 
     Example::
 
-        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(),  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1),
         ...           guide=MeanFieldNormal(estimator="local_reparameterization"))
-        >>> bnn.fit(x, y, epochs=100)  # doctest: +SKIP
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)  # under this handler
+        >>> bnn.guide.estimator_context(bnn)  # doctest: +ELLIPSIS
+        <pyro_bdl.guides.LinearOutputNoise object at ...>
     """
 
     def __init__(self, guide: AutoMeanFieldNormal, sites: dict[str, nn.Module], flipout: bool):
@@ -502,8 +532,17 @@ class MeanFieldNormal:
 
     Example::
 
-        >>> bnn = BNN(net, IIDPrior(dist.Normal(0., 1.)), Categorical(),  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, Categorical, IIDPrior
+        >>> x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+        >>> net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))
+        >>> bnn = BNN(net, IIDPrior(dist.Normal(0., 1.)), Categorical(),
         ...           guide=MeanFieldNormal(init_scale=1e-3))
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)
+        >>> type(bnn.guide).__name__
+        'AutoMeanFieldNormal'
     """
 
     def __init__(
@@ -554,7 +593,17 @@ def build_guide(spec: GuideLike, model: Callable) -> Callable:
     Example::
 
         >>> from pyro.infer.autoguide import AutoDelta
-        >>> guide = build_guide(AutoDelta, bnn.model)  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
+        >>> guide = build_guide(AutoDelta, bnn.model)  # starts at the network's weights
+        >>> type(guide).__name__
+        'AutoDelta'
     """
     if spec is None:
         spec = MeanFieldNormal()
@@ -769,8 +818,20 @@ class PerExampleMasks(_LayerHooks):
 
     Example::
 
-        >>> with PerExampleMasks(net, {"0.weight": net[0]}):  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian, elbo_terms
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1),
+        ...           guide=BernoulliDropout(p=0.25))
+        >>> bnn.ensure_guide(x)
+        >>> with PerExampleMasks(net, {"0.weight": net[0], "2.weight": net[2]}):
         ...     terms = elbo_terms(bnn.model, bnn.guide, x, y)
+        >>> bool(torch.isfinite(terms.loss))
+        True
     """
 
     _pre = True
@@ -977,8 +1038,18 @@ class AutoDropout(_FactorisedGuide):
 
     Example::
 
-        >>> lik = HomoskedasticGaussian(scale=0.5)
-        >>> bnn = BNN(net, dist.Normal(0.0, 10.0), lik, guide=BernoulliDropout(p=0.05))
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.5),
+        ...           guide=BernoulliDropout(p=0.25))
+        >>> bnn.ensure_guide(x)
+        >>> type(bnn.guide).__name__, bnn.guide.drop_probabilities()
+        ('AutoDropout', {'0.weight': 0.25, '2.weight': 0.25})
     """
 
     def __init__(
@@ -1101,8 +1172,20 @@ class AutoDropout(_FactorisedGuide):
 
         Example::
 
-            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)  # doctest: +SKIP
+            >>> import pyro.distributions as dist
+            >>> import torch
+            >>> from torch import nn
+            >>> from pyro_bdl import BNN, HomoskedasticGaussian
+            >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+            >>> y = torch.sin(3 * x[:, 0])
+            >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+            >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1),
+            ...           guide=BernoulliDropout(p=0.25))
+            >>> bnn.ensure_guide(x)
+            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)
             >>> means, _ = sampler(with_kl=False)  # {site: M}; masks via sampler.input_fns
+            >>> sorted(means), len(sampler.input_fns)
+            (['0.bias', '0.weight', '2.bias', '2.weight'], 2)
         """
         if self.prototype_trace is None or self.estimator != "per_example":
             return None
@@ -1158,9 +1241,27 @@ class BernoulliDropout:
 
     Example::
 
-        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), Categorical(),  # doctest: +SKIP
-        ...           guide=BernoulliDropout(p=0.1))
-        >>> plain = to_dropout_net(bnn)  # an nn.Module with nn.Dropout layers  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, Categorical
+        >>> x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+        >>> net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), Categorical(),
+        ...           guide=BernoulliDropout(p=0.25))
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)
+        >>> to_dropout_net(bnn)  # an nn.Module with nn.Dropout layers
+        Sequential(
+          (0): Sequential(
+            (0): Dropout(p=0.25, inplace=False)
+            (1): Linear(in_features=2, out_features=4, bias=True)
+          )
+          (1): ReLU()
+          (2): Sequential(
+            (0): Dropout(p=0.25, inplace=False)
+            (1): Linear(in_features=4, out_features=3, bias=True)
+          )
+        )
     """
 
     def __init__(
@@ -1211,8 +1312,16 @@ class BernoulliDropout:
 
         Example::
 
-            >>> bnn = BernoulliDropout.from_dropout_net(trained, Categorical())  # doctest: +SKIP
-            >>> pred = bnn.predict(x_test, num_samples=100)  # doctest: +SKIP
+            >>> import torch
+            >>> from torch import nn
+            >>> from pyro_bdl import Categorical
+            >>> trained = nn.Sequential(  # trained with dropout before its last layer
+            ...     nn.Linear(2, 4), nn.ReLU(), nn.Dropout(0.25), nn.Linear(4, 3)
+            ... )
+            >>> bnn = BernoulliDropout.from_dropout_net(trained, Categorical())
+            >>> pred = bnn.predict(torch.randn(5, 2), num_samples=100)
+            >>> bnn.guide.drop_probabilities(), pred.probs.shape
+            ({'0.weight': 0.0, '3.weight': 0.25}, torch.Size([5, 3]))
         """
         from .bnn import BNN
 
@@ -1270,10 +1379,19 @@ class ConcreteDropout:
 
     Example::
 
-        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HeteroskedasticGaussian(),  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HeteroskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 2))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HeteroskedasticGaussian(),
         ...           guide=ConcreteDropout(init_p=0.2))
-        >>> bnn.fit(x, y, epochs=500)  # doctest: +SKIP
-        >>> bnn.guide.drop_probabilities()  # doctest: +SKIP
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)  # p is learned with the weights
+        >>> p = bnn.guide.drop_probabilities()
+        >>> sorted(p), all(0 < v < 1 for v in p.values())
+        (['0.weight', '2.weight'], True)
     """
 
     def __init__(
@@ -1318,8 +1436,20 @@ def to_dropout_net(bnn: Any) -> nn.Module:
 
     Example::
 
-        >>> mc = to_dropout_net(bnn)  # doctest: +SKIP
-        >>> draws = torch.stack([mc(x) for _ in range(100)])  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1),
+        ...           guide=BernoulliDropout(p=0.25))
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)
+        >>> mc = to_dropout_net(bnn)
+        >>> draws = torch.stack([mc(x) for _ in range(100)])  # 100 MC-dropout passes
+        >>> draws.shape
+        torch.Size([100, 8, 1])
     """
     guide = bnn.guide
     if not isinstance(guide, AutoDropout):
