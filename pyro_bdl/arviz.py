@@ -467,13 +467,30 @@ def to_inference_data(
 
     Example::
 
-        >>> bnn.fit(x, y, epochs=500, lr=1e-2, progress=False)  # doctest: +SKIP
-        >>> idata = to_inference_data(bnn, x, y, num_samples=200)  # doctest: +SKIP
-        >>> idata.log_likelihood["obs"].shape  # (1, 200, N)  # doctest: +SKIP
-        >>> az.loo(idata)  # doctest: +SKIP
-        >>> mcmc = MCMC(NUTS(bnn.model), num_samples=300, warmup_steps=300)  # doctest: +SKIP
-        >>> mcmc.run(x, y)  # doctest: +SKIP
-        >>> to_inference_data(mcmc, x, y, var_names=["0.weight"])  # (1, 300, ...)  # doctest: +SKIP
+        >>> import arviz as az
+        >>> from pyro.infer import MCMC, NUTS
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=1.0))
+        >>> result = bnn.fit(x, y, epochs=2, lr=1e-2, progress=False)  # (more in practice)
+        >>> idata = to_inference_data(bnn, x, y, num_samples=200, seed=0)
+        >>> idata.log_likelihood["obs"].shape  # (chain, draw, obs_id)
+        (1, 200, 8)
+        >>> az.loo(idata).pareto_k.shape  # PSIS-LOO reads the log_likelihood group
+        (8,)
+
+    NUTS on the same model (a short run here; hundreds of draws in practice)::
+
+        >>> mcmc = MCMC(NUTS(bnn.model, max_tree_depth=3), num_samples=20, warmup_steps=20,
+        ...             disable_progbar=True)
+        >>> mcmc.run(x, y)
+        >>> to_inference_data(mcmc, x, y, var_names=["0.weight"]).posterior["0.weight"].shape
+        (1, 20, 4, 1)
     """
     if isinstance(fitted, BNN):
         if bnn is not None and bnn is not fitted:
@@ -572,10 +589,22 @@ def prediction_from_samples(
 
     Example::
 
-        >>> mcmc = MCMC(NUTS(bnn.model), num_samples=300, warmup_steps=300)  # doctest: +SKIP
-        >>> mcmc.run(x, y)  # doctest: +SKIP
-        >>> pred = prediction_from_samples(bnn, mcmc, x_test)  # doctest: +SKIP
-        >>> pred.mean.shape, pred.decompose().epistemic.shape  # (M,), (M,)  # doctest: +SKIP
+        >>> from pyro.infer import MCMC, NUTS
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=1.0))
+        >>> mcmc = MCMC(NUTS(bnn.model, max_tree_depth=3), num_samples=10, warmup_steps=10,
+        ...             disable_progbar=True)  # a short run; hundreds of draws in practice
+        >>> mcmc.run(x, y)
+        >>> x_test = torch.linspace(-2, 2, 5).unsqueeze(-1)
+        >>> pred = prediction_from_samples(bnn, mcmc, x_test)
+        >>> pred.mean.shape, pred.decompose().epistemic.shape
+        (torch.Size([5]), torch.Size([5]))
     """
     if not isinstance(bnn, BNN):
         raise TypeError(f"Expected bnn to be a pyro_bdl.BNN, but got {type(bnn).__name__}.")
@@ -716,9 +745,20 @@ def psis_khat(
 
     Example::
 
-        >>> bnn.fit(x, y, epochs=2000, lr=1e-2, progress=False)  # doctest: +SKIP
-        >>> res = psis_khat(bnn, x, y, num_samples=1000)  # doctest: +SKIP
-        >>> res.khat, res.reading  # (0.31, 'good') on a conjugate model  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=1.0))
+        >>> result = bnn.fit(x, y, epochs=2, lr=1e-2, progress=False)  # (thousands in practice)
+        >>> res = psis_khat(bnn, x, y, num_samples=200, seed=0)
+        >>> res  # 2 steps from its start, q(W) is far narrower than p(W | y)  # doctest: +ELLIPSIS
+        PSISResult(khat=..., reading='unreliable', S=200)
+        >>> res.log_weights.shape
+        (200,)
     """
     if not isinstance(fitted, BNN):
         raise TypeError(f"Expected fitted to be a pyro_bdl.BNN, but got {type(fitted).__name__}.")
