@@ -45,13 +45,14 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import pyro
 import torch
 import xarray as xr
 from pyro import poutine
+from pyro.distributions import TorchDistribution
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import MCMC
 from pyro.poutine.util import site_is_subsample
@@ -171,7 +172,7 @@ def _record(
     observed: bool,
 ) -> None:
     site = trace.nodes[OBS]
-    fn = site["fn"]
+    fn = cast(TorchDistribution, site["fn"])  # a sample site's fn is its distribution
     pred = bnn.likelihood.prediction(fn)
     if OBS_MEAN in var_names:
         draws.put(OBS_MEAN, start, pred.samples)
@@ -180,16 +181,14 @@ def _record(
     for name in var_names:
         if name in weights:
             draws.put(name, start, weights[name])  # (c, *shape)
+    value = cast(torch.Tensor, site["value"])  # y, observed or drawn (sample_obs=True)
     if observed:
-        value = site["value"]
         draws.put("log_likelihood", start, fn.log_prob(value).expand(c, -1))
         draws.put("posterior_predictive", start, fn.sample())
         if draws.observed is None:
             draws.observed = _numpy(value)
     else:
-        draws.put(
-            "posterior_predictive", start, site["value"].expand(fn.batch_shape + fn.event_shape)
-        )
+        draws.put("posterior_predictive", start, value.expand(fn.batch_shape + fn.event_shape))
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -322,20 +321,23 @@ def _variational(
         a = _numpy(t)
         variables[name] = ([f"{site}_dim_{i}" for i in range(a.ndim)], a)
 
-    if sites and callable(getattr(guide, "loc_scale", None)):
-        loc_scale = guide.loc_scale()
+    loc_scale = getattr(guide, "loc_scale", None)
+    median = getattr(guide, "median", None)
+    drop_probabilities = getattr(guide, "drop_probabilities", None)
+    if sites and callable(loc_scale):
+        locs_scales = loc_scale()
         for s in sites:
-            add(f"{s}_loc", s, loc_scale[s][0])
-            add(f"{s}_scale", s, loc_scale[s][1])
-    elif sites and callable(getattr(guide, "median", None)):
+            add(f"{s}_loc", s, locs_scales[s][0])
+            add(f"{s}_scale", s, locs_scales[s][1])
+    elif sites and callable(median):
         with torch.no_grad():
-            median = guide.median(x[:1])
+            medians = median(x[:1])
         for s in sites:
-            add(f"{s}_median", s, median[s])
-    if callable(getattr(guide, "drop_probabilities", None)):
-        for s, p in guide.drop_probabilities().items():
+            add(f"{s}_median", s, medians[s])
+    if callable(drop_probabilities):
+        for s, p in drop_probabilities().items():
             variables[f"{s}_p"] = ([], np.asarray(p, dtype=np.float64))
-    out_attrs = dict(attrs, guide=type(guide).__name__)
+    out_attrs: dict[str, Any] = dict(attrs, guide=type(guide).__name__)
     if fit_result is not None:
         if not isinstance(fit_result, FitResult):
             raise TypeError(
@@ -360,7 +362,8 @@ def _wrap(groups: Mapping[str, xr.Dataset]) -> ArviZData:
     """One Dataset per group -> ``az.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (1.x)."""
     if arviz_major_version() >= 1:
         return xr.DataTree.from_dict(dict(groups))
-    return az.InferenceData(**groups)
+    # the stubs let **groups reach InferenceData's attrs/warn_on_custom_groups: they are group names
+    return az.InferenceData(**groups)  # type: ignore[arg-type]
 
 
 # ================================================================================ public API
@@ -479,13 +482,30 @@ def to_inference_data(
 
     Example::
 
-        >>> bnn.fit(x, y, epochs=500, lr=1e-2, progress=False)  # doctest: +SKIP
-        >>> idata = to_inference_data(bnn, x, y, num_samples=200)  # doctest: +SKIP
-        >>> idata.log_likelihood["obs"].shape  # (1, 200, N)  # doctest: +SKIP
-        >>> az.loo(idata)  # doctest: +SKIP
-        >>> mcmc = MCMC(NUTS(bnn.model), num_samples=300, warmup_steps=300)  # doctest: +SKIP
-        >>> mcmc.run(x, y)  # doctest: +SKIP
-        >>> to_inference_data(mcmc, x, y, var_names=["0.weight"])  # (1, 300, ...)  # doctest: +SKIP
+        >>> import arviz as az
+        >>> from pyro.infer import MCMC, NUTS
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=1.0))
+        >>> result = bnn.fit(x, y, epochs=2, lr=1e-2, progress=False)  # (more in practice)
+        >>> idata = to_inference_data(bnn, x, y, num_samples=200, seed=0)
+        >>> idata.log_likelihood["obs"].shape  # (chain, draw, obs_id)
+        (1, 200, 8)
+        >>> az.loo(idata).pareto_k.shape  # PSIS-LOO reads the log_likelihood group
+        (8,)
+
+    NUTS on the same model (a short run here; hundreds of draws in practice)::
+
+        >>> mcmc = MCMC(NUTS(bnn.model, max_tree_depth=3), num_samples=20, warmup_steps=20,
+        ...             disable_progbar=True)
+        >>> mcmc.run(x, y)
+        >>> to_inference_data(mcmc, x, y, var_names=["0.weight"]).posterior["0.weight"].shape
+        (1, 20, 4, 1)
     """
     if isinstance(fitted, BNN):
         if bnn is not None and bnn is not fitted:
@@ -530,7 +550,8 @@ def to_inference_data(
             posterior = GuidePosterior(
                 fitted.guide, fitted.bayesian_model, args=(x,), shapes=sites, per_example=False
             )
-            draws = _collect(fitted, posterior, x, y, num_samples, chunk, var_names)
+            # num_samples: required and checked above
+            draws = _collect(fitted, posterior, x, y, cast(int, num_samples), chunk, var_names)
         inference = "svi"
     elif isinstance(fitted, SamplesPosterior):
         chains, inference = 1, "samples"
@@ -576,10 +597,22 @@ def prediction_from_samples(
 
     Example::
 
-        >>> mcmc = MCMC(NUTS(bnn.model), num_samples=300, warmup_steps=300)  # doctest: +SKIP
-        >>> mcmc.run(x, y)  # doctest: +SKIP
-        >>> pred = prediction_from_samples(bnn, mcmc, x_test)  # doctest: +SKIP
-        >>> pred.mean.shape, pred.decompose().epistemic.shape  # (M,), (M,)  # doctest: +SKIP
+        >>> from pyro.infer import MCMC, NUTS
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=1.0))
+        >>> mcmc = MCMC(NUTS(bnn.model, max_tree_depth=3), num_samples=10, warmup_steps=10,
+        ...             disable_progbar=True)  # a short run; hundreds of draws in practice
+        >>> mcmc.run(x, y)
+        >>> x_test = torch.linspace(-2, 2, 5).unsqueeze(-1)
+        >>> pred = prediction_from_samples(bnn, mcmc, x_test)
+        >>> pred.mean.shape, pred.decompose().epistemic.shape
+        (torch.Size([5]), torch.Size([5]))
     """
     if not isinstance(bnn, BNN):
         raise TypeError(f"Expected bnn to be a pyro_bdl.BNN, but got {type(bnn).__name__}.")
@@ -678,7 +711,8 @@ def _log_ratios(bnn: BNN, x: torch.Tensor, y: torch.Tensor, num: int, chunk: int
         log_p = torch.zeros(c, dtype=torch.float64)
         for site in trace.nodes.values():
             if site["type"] == "sample" and not site_is_subsample(site):
-                lp = site["fn"].log_prob(site["value"])
+                fn = cast(TorchDistribution, site["fn"])  # a sample site's distribution
+                lp = fn.log_prob(cast(torch.Tensor, site["value"]))
                 log_p += per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c)
         assert draws.log_q is not None  # asked for
         out[start : start + c] = (log_p - draws.log_q).numpy()
@@ -719,16 +753,27 @@ def psis_khat(
 
     Example::
 
-        >>> bnn.fit(x, y, epochs=2000, lr=1e-2, progress=False)  # doctest: +SKIP
-        >>> res = psis_khat(bnn, x, y, num_samples=1000)  # doctest: +SKIP
-        >>> res.khat, res.reading  # (0.31, 'good') on a conjugate model  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=1.0))
+        >>> result = bnn.fit(x, y, epochs=2, lr=1e-2, progress=False)  # (thousands in practice)
+        >>> res = psis_khat(bnn, x, y, num_samples=200, seed=0)
+        >>> res  # 2 steps from its start, q(W) is far narrower than p(W | y)  # doctest: +ELLIPSIS
+        PSISResult(khat=..., reading='unreliable', S=200)
+        >>> res.log_weights.shape
+        (200,)
     """
     if not isinstance(fitted, BNN):
         raise TypeError(f"Expected fitted to be a pyro_bdl.BNN, but got {type(fitted).__name__}.")
     num_samples = _positive_int("num_samples", num_samples)
     if y is None:
         raise ValueError("Expected targets y: the log joint p(W, y) needs the observed data.")
-    x, y = fitted.check_data(x, y)
+    x, y = cast(tuple[torch.Tensor, torch.Tensor], fitted.check_data(x, y))  # y is not None
     if chunk_size is not None:
         chunk_size = _positive_int("chunk_size", chunk_size)
     fitted.ensure_guide(x)

@@ -476,6 +476,24 @@ def read_idx(path: str | os.PathLike[str], *, limit: int | None = None) -> np.nd
 
     Example::
 
+        >>> import gzip
+        >>> import struct
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "tiny-images-idx3-ubyte.gz"
+        >>> header = struct.pack(">4I", 0x0803, 2, 2, 3)  # uint8, 3 dims: (2, 2, 3)
+        >>> _ = path.write_bytes(gzip.compress(header + bytes(range(12))))
+        >>> images = read_idx(path)
+        >>> images.shape, images.dtype
+        ((2, 2, 3), dtype('uint8'))
+        >>> read_idx(path, limit=1).tolist()
+        [[[0, 1, 2], [3, 4, 5]]]
+        >>> tmp.cleanup()
+
+    The Fashion-MNIST test images (skipped here: they need the Debian package
+    ``dataset-fashion-mnist``, which ``.ci/run`` installs)::
+
         >>> images = read_idx("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
         ... # doctest: +SKIP
         >>> images.shape, images.dtype  # doctest: +SKIP
@@ -539,6 +557,23 @@ def load_fashion_mnist(
     :raises FileNotFoundError: If the files are not there.
 
     Example::
+
+        >>> import struct
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> tmp = tempfile.TemporaryDirectory()  # stands in for the package's folder: 2 images
+        >>> root = Path(tmp.name)
+        >>> images = struct.pack(">4I", 0x0803, 2, 28, 28) + bytes(range(256)) * 6 + bytes(32)
+        >>> _ = (root / "t10k-images-idx3-ubyte").write_bytes(images)
+        >>> labels = struct.pack(">2I", 0x0801, 2) + bytes([3, 7])  # uint8, 1 dim: (2,)
+        >>> _ = (root / "t10k-labels-idx1-ubyte").write_bytes(labels)
+        >>> x, y = load_fashion_mnist("test", root=root)
+        >>> x.shape, float(x.max()), y.tolist(), FASHION_MNIST_CLASSES[3]
+        (torch.Size([2, 784]), 1.0, [3, 7], 'Dress')
+        >>> tmp.cleanup()
+
+    From the Debian package's files (skipped here: ``dataset-fashion-mnist`` is not always
+    installed; ``.ci/run`` installs it)::
 
         >>> x, y = load_fashion_mnist("test", limit=100)  # doctest: +SKIP
         >>> x.shape, y.shape  # doctest: +SKIP
@@ -634,8 +669,12 @@ def find_uci_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
     Example::
 
-        >>> find_uci_dir("/data/uci")  # doctest: +SKIP
-        PosixPath('/data/uci')
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> find_uci_dir(tmp.name) == Path(tmp.name)
+        True
+        >>> tmp.cleanup()
     """
     roots = [Path(data_dir)] if data_dir is not None else _uci_search_roots()
     for root in roots:
@@ -673,6 +712,23 @@ def load_uci(
     :raises FileNotFoundError: If the folder or one of its files is missing.
 
     Example::
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folder = Path(tmp.name) / "tiny"  # three rows: two features, then the target
+        >>> folder.mkdir()
+        >>> files = {"data.txt": "1 2 3\\n4 5 6\\n7 8 9\\n", "index_features.txt": "0\\n1\\n",
+        ...          "index_target.txt": "2\\n", "n_hidden.txt": "50\\n", "n_epochs.txt": "40\\n"}
+        >>> for name, text in files.items():
+        ...     _ = (folder / name).write_text(text)
+        >>> data = load_uci(folder)
+        >>> data.name, data.x.shape, data.y.tolist(), data.n_hidden, data.n_epochs
+        ('tiny', torch.Size([3, 2]), [3.0, 6.0, 9.0], 50, 40)
+        >>> tmp.cleanup()
+
+    A set of the UCI benchmark (skipped here: it needs the UCI files, found as described in
+    :func:`find_uci_dir`)::
 
         >>> data = load_uci("boston")  # doctest: +SKIP
         >>> data.x.shape, data.y.shape, data.n_hidden  # doctest: +SKIP

@@ -13,8 +13,8 @@ import copy
 import functools
 import inspect
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import pyro
 import pyro.distributions as dist
@@ -27,6 +27,7 @@ from pyro.infer.autoguide.initialization import InitMessenger, init_to_median, i
 from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn import PyroModule, PyroParam
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import InferDict
 from torch import nn
 from torch.distributions import register_kl
 
@@ -70,7 +71,7 @@ class _FactorisedGuide(AutoGuide):
     #: ``infer`` entries of every site this guide samples (a subclass may mark its sites)
     _site_infer: dict[str, Any] = {}
 
-    def get_site_dist(self, name: str) -> dist.Distribution:
+    def get_site_dist(self, name: str) -> TorchDistribution:
         """The factor q(W_name)."""
         raise NotImplementedError
 
@@ -79,7 +80,10 @@ class _FactorisedGuide(AutoGuide):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         return {
-            name: pyro.sample(name, self.get_site_dist(name), infer=dict(self._site_infer))
+            # InferDict lists Pyro's own keys; a site's infer dict may carry others at runtime
+            name: pyro.sample(
+                name, self.get_site_dist(name), infer=cast(InferDict, dict(self._site_infer))
+            )
             for name, _ in self.prototype_trace.iter_stochastic_nodes()
         }
 
@@ -104,8 +108,18 @@ class AutoMeanFieldNormal(_FactorisedGuide):
 
     Example::
 
-        >>> guide = AutoMeanFieldNormal(bnn.model, init_scale=1e-2)  # doctest: +SKIP
-        >>> draws = guide(x)  # {"0.weight": tensor(...), ...}  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
+        >>> guide = AutoMeanFieldNormal(bnn.model, init_scale=1e-2)
+        >>> draws = guide(x, y)  # one draw of every weight (y observed: "obs" is no latent)
+        >>> sorted(draws), draws["0.weight"].shape
+        (['0.bias', '0.weight', '2.bias', '2.weight'], torch.Size([4, 1]))
     """
 
     #: the sites are marked as this guide's factors, for :class:`LinearOutputNoise`
@@ -136,7 +150,7 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         """
         if self.estimator == "sample" or not training:
             return contextlib.nullcontext()
-        sites = {}
+        sites: dict[str, nn.Module] = {}
         params = dict(bnn.net.named_parameters())
         for n in bnn.random_names:
             owner = n.rpartition(".")[0]
@@ -190,11 +204,11 @@ class AutoMeanFieldNormal(_FactorisedGuide):
                 ),
             )
 
-    def get_site_dist(self, name: str) -> dist.Distribution:
+    def get_site_dist(self, name: str) -> TorchDistribution:
         """The factor q(W_name): a Normal, or a Normal pushed through the support's bijection."""
         loc = deep_getattr(self.locs, name)
         scale = deep_getattr(self.scales, name)
-        q = dist.Normal(loc, scale)
+        q: TorchDistribution = dist.Normal(loc, scale)
         event_dim = self._event_dims[name]
         if event_dim:
             q = q.to_event(event_dim)
@@ -219,8 +233,19 @@ class AutoMeanFieldNormal(_FactorisedGuide):
 
         Example::
 
-            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)  # doctest: +SKIP
-            >>> draws, _ = sampler((10,), with_kl=False)  # draws["0.weight"]: (10, 50, 1)
+            >>> import pyro.distributions as dist
+            >>> import torch
+            >>> from torch import nn
+            >>> from pyro_bdl import BNN, HomoskedasticGaussian
+            >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+            >>> y = torch.sin(3 * x[:, 0])
+            >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+            >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
+            >>> bnn.ensure_guide(x)  # the guide's parameters
+            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)
+            >>> draws, _ = sampler((10,), with_kl=False)
+            >>> draws["0.weight"].shape
+            torch.Size([10, 4, 1])
         """
         if self.prototype_trace is None or any(t is not None for t in self._transforms.values()):
             return None
@@ -259,7 +284,11 @@ class AutoMeanFieldNormal(_FactorisedGuide):
         }
 
 
-def _normal_prior_parts(prior: Any, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor] | None:
+#: ``(loc, scale)`` of a Gaussian prior over one weight tensor
+_PriorParts = tuple[torch.Tensor, torch.Tensor]
+
+
+def _normal_prior_parts(prior: Any, shape: torch.Size) -> _PriorParts | None:
     """``(loc, scale)`` of a Gaussian prior over a whole weight tensor, else ``None``.
 
     Accepts ``Normal`` with ``batch_shape == shape`` or ``Independent(Normal)`` with
@@ -296,7 +325,7 @@ class _MeanFieldSampler:
     :math:`\sum \log s_0 - \log s + (s^2 + (m - m_0)^2) / (2 s_0^2) - 1/2` is one reduction.
     """
 
-    def __init__(self, guide: AutoMeanFieldNormal, parts: dict[str, tuple]) -> None:
+    def __init__(self, guide: AutoMeanFieldNormal, parts: Mapping[str, _PriorParts | None]) -> None:
         self.names = list(parts)
         locs = [deep_getattr(guide.locs, n) for n in self.names]
         scales = [deep_getattr(guide.scales, n) for n in self.names]
@@ -309,8 +338,9 @@ class _MeanFieldSampler:
         self.has_kl = all(part is not None for part in parts.values())
         if not self.has_kl:
             return
-        prior_loc = torch.cat([parts[n][0].reshape(-1) for n in self.names])
-        prior_scale = torch.cat([parts[n][1].reshape(-1) for n in self.names]).detach()
+        prior = {n: part for n, part in parts.items() if part is not None}  # every site
+        prior_loc = torch.cat([prior[n][0].reshape(-1) for n in self.names])
+        prior_scale = torch.cat([prior[n][1].reshape(-1) for n in self.names]).detach()
         self.prior_loc = None if bool((prior_loc == 0).all()) else prior_loc.detach()
         uniform = _uniform(prior_scale)
         self.inv_two_var: float | torch.Tensor = (
@@ -373,7 +403,7 @@ class _MeanOnly(dist.Independent):
     unchanged; its ``log_prob`` is never a valid Monte-Carlo KL, hence the Gaussian-prior check.
     """
 
-    def rsample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+    def rsample(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         return self.base_dist.loc.expand(self._extended_shape(torch.Size(sample_shape)))
 
 
@@ -437,9 +467,18 @@ class LinearOutputNoise(_LayerHooks):
 
     Example::
 
-        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(),  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1),
         ...           guide=MeanFieldNormal(estimator="local_reparameterization"))
-        >>> bnn.fit(x, y, epochs=100)  # doctest: +SKIP
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)  # under this handler
+        >>> bnn.guide.estimator_context(bnn)  # doctest: +ELLIPSIS
+        <pyro_bdl.guides.LinearOutputNoise object at ...>
     """
 
     def __init__(self, guide: AutoMeanFieldNormal, sites: dict[str, nn.Module], flipout: bool):
@@ -466,13 +505,18 @@ class LinearOutputNoise(_LayerHooks):
             var = F.linear(x.square(), scale.square())
             std = var.clamp_min(torch.finfo(var.dtype).tiny).sqrt()
             return output + std * torch.randn_like(output)
-        delta = module.weight - loc
+        linear = cast(nn.Linear, module)  # the sites are nn.Linear weights
+        delta = linear.weight - loc
         signs_in = torch.empty_like(x).bernoulli_(0.5).mul_(2).sub_(1)
         signs_out = torch.empty_like(output).bernoulli_(0.5).mul_(2).sub_(1)
-        return F.linear(x, loc, module.bias) + F.linear(x * signs_in, delta) * signs_out
+        return F.linear(x, loc, linear.bias) + F.linear(x * signs_in, delta) * signs_out
 
 
-_INIT_LOCS = {"net": init_to_net, "median": init_to_median, "sample": init_to_sample}
+_INIT_LOCS: dict[str, Callable[..., Any]] = {
+    "net": init_to_net,
+    "median": init_to_median,
+    "sample": init_to_sample,
+}
 
 
 class MeanFieldNormal:
@@ -489,8 +533,17 @@ class MeanFieldNormal:
 
     Example::
 
-        >>> bnn = BNN(net, IIDPrior(dist.Normal(0., 1.)), Categorical(),  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, Categorical, IIDPrior
+        >>> x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+        >>> net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))
+        >>> bnn = BNN(net, IIDPrior(dist.Normal(0., 1.)), Categorical(),
         ...           guide=MeanFieldNormal(init_scale=1e-3))
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)
+        >>> type(bnn.guide).__name__
+        'AutoMeanFieldNormal'
     """
 
     def __init__(
@@ -541,7 +594,17 @@ def build_guide(spec: GuideLike, model: Callable) -> Callable:
     Example::
 
         >>> from pyro.infer.autoguide import AutoDelta
-        >>> guide = build_guide(AutoDelta, bnn.model)  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
+        >>> guide = build_guide(AutoDelta, bnn.model)  # starts at the network's weights
+        >>> type(guide).__name__
+        'AutoDelta'
     """
     if spec is None:
         spec = MeanFieldNormal()
@@ -615,7 +678,7 @@ class MaskedWeight(TorchDistribution):
         *,
         temperature: float | None = None,
         per_example: bool = False,
-        batch_shape: torch.Size | tuple = (),
+        batch_shape: Sequence[int] = (),
         validate_args: bool | None = None,
     ) -> None:
         self.loc, self.p, self.mask_dim = loc, p, mask_dim
@@ -624,7 +687,7 @@ class MaskedWeight(TorchDistribution):
         super().__init__(torch.Size(batch_shape), loc.shape, validate_args=False)
 
     @property
-    def support(self) -> constraints.Constraint:  # type: ignore[override]
+    def support(self) -> constraints.Constraint:
         return constraints.independent(constraints.real, len(self.event_shape))
 
     @property
@@ -632,7 +695,7 @@ class MaskedWeight(TorchDistribution):
         """K, the number of input units that are dropped together (0 for a point mass)."""
         return 0 if self.mask_dim is None else self.loc.shape[self.mask_dim]
 
-    def expand(self, batch_shape: torch.Size | tuple, _instance: Any = None) -> MaskedWeight:
+    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> MaskedWeight:
         return MaskedWeight(
             self.loc,
             self.p,
@@ -658,7 +721,7 @@ class MaskedWeight(TorchDistribution):
         keep = 1 - self.p if self.mask_dim is not None else 1.0
         return (keep * self.loc).expand(self.batch_shape + self.event_shape)
 
-    def rsample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+    def rsample(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
         if self.mask_dim is None or self.per_example:
             return self.loc.expand(shape + self.event_shape)
@@ -756,8 +819,20 @@ class PerExampleMasks(_LayerHooks):
 
     Example::
 
-        >>> with PerExampleMasks(net, {"0.weight": net[0]}):  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian, elbo_terms
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1),
+        ...           guide=BernoulliDropout(p=0.25))
+        >>> bnn.ensure_guide(x)
+        >>> with PerExampleMasks(net, {"0.weight": net[0], "2.weight": net[2]}):
         ...     terms = elbo_terms(bnn.model, bnn.guide, x, y)
+        >>> bool(torch.isfinite(terms.loss))
+        True
     """
 
     _pre = True
@@ -795,12 +870,14 @@ def _mask_input(
         if feature_dropout is None:
             # F.dropout's own noise on CPU, without its 1/(1-p) scaling (tested against it)
             return x * torch.empty_like(x).bernoulli_(1 - p)
-        return feature_dropout(x, p, True) * (1 - p)
+        return feature_dropout(x, cast(float, p), True) * (1 - p)  # hard masks: a fixed p
     site = (
         x
         if feature_dropout is None
         else x[(slice(None), slice(None)) + (slice(0, 1),) * (x.dim() - 2)]
     )
+    if not isinstance(p, torch.Tensor):  # a fixed p with relaxed masks
+        p = torch.tensor(p, dtype=x.dtype, device=x.device)
     return x * relaxed_keep_mask(p, torch.rand_like(site), temperature)
 
 
@@ -814,7 +891,10 @@ class _DropoutSampler:
     """
 
     def __init__(
-        self, guide: AutoDropout, parts: dict[str, tuple], modules: dict[str, nn.Module]
+        self,
+        guide: AutoDropout,
+        parts: Mapping[str, _PriorParts | None],
+        modules: dict[str, nn.Module],
     ) -> None:
         self.names = list(parts)
         self.locs = [deep_getattr(guide.locs, n).unconstrained() for n in self.names]
@@ -843,8 +923,9 @@ class _DropoutSampler:
             return
         # E_q[-log N(W; mu, var)] = c + keep * sum(a W^2 - b W), a = 1/(2 var), b = mu / var
         self.const, self.a, self.b = {}, {}, {}
+        prior = {n: part for n, part in parts.items() if part is not None}  # every site
         for n in self.names:
-            mu, scale = (t.detach() for t in parts[n])
+            mu, scale = (t.detach() for t in prior[n])
             var = scale**2
             self.const[n] = float((0.5 * torch.log(2 * math.pi * var) + mu**2 / (2 * var)).sum())
             uniform = _uniform(var)
@@ -864,7 +945,8 @@ class _DropoutSampler:
                 [
                     torch.full(
                         (t.numel(),),
-                        (1 - self.fixed_p[n] if self.masked[n] else 1.0) * self.a[n],
+                        (1 - self.fixed_p[n] if self.masked[n] else 1.0)
+                        * cast(float, self.a[n]),  # uniform: a float (checked above)
                         dtype=like.dtype,
                         device=like.device,
                     )
@@ -890,11 +972,11 @@ class _DropoutSampler:
         if self.flat_coef is not None:
             flat = _flat(self.locs)
             return draws, torch.dot(self.flat_coef * flat, flat) + self.fixed_const
-        kl = self.fixed_const
+        kl: float | torch.Tensor = self.fixed_const
         for n, m in zip(self.names, self.locs, strict=True):
             if n in self.logits:
-                p = self._p[n]
-                keep = 1 - p
+                p = cast(torch.Tensor, self._p[n])  # a learned p: sigmoid(logit)
+                keep: float | torch.Tensor = 1 - p
                 kl = kl - self.units[n] * _binary_entropy(p)
             else:
                 keep = 1 - self.fixed_p[n] if self.masked[n] else 1.0
@@ -903,7 +985,7 @@ class _DropoutSampler:
             if b is not None:
                 term = term - (m * b).sum()
             kl = kl + keep * term
-        return draws, kl
+        return draws, cast(torch.Tensor, kl)  # a tensor: there is at least one site
 
     def _mask(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         p = self._p[self.modules[module]]
@@ -969,8 +1051,18 @@ class AutoDropout(_FactorisedGuide):
 
     Example::
 
-        >>> lik = HomoskedasticGaussian(scale=0.5)
-        >>> bnn = BNN(net, dist.Normal(0.0, 10.0), lik, guide=BernoulliDropout(p=0.05))
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.5),
+        ...           guide=BernoulliDropout(p=0.25))
+        >>> bnn.ensure_guide(x)
+        >>> type(bnn.guide).__name__, bnn.guide.drop_probabilities()
+        ('AutoDropout', {'0.weight': 0.25, '2.weight': 0.25})
     """
 
     def __init__(
@@ -1093,8 +1185,20 @@ class AutoDropout(_FactorisedGuide):
 
         Example::
 
-            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)  # doctest: +SKIP
+            >>> import pyro.distributions as dist
+            >>> import torch
+            >>> from torch import nn
+            >>> from pyro_bdl import BNN, HomoskedasticGaussian
+            >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+            >>> y = torch.sin(3 * x[:, 0])
+            >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+            >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1),
+            ...           guide=BernoulliDropout(p=0.25))
+            >>> bnn.ensure_guide(x)
+            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)
             >>> means, _ = sampler(with_kl=False)  # {site: M}; masks via sampler.input_fns
+            >>> sorted(means), len(sampler.input_fns)
+            (['0.bias', '0.weight', '2.bias', '2.weight'], 2)
         """
         if self.prototype_trace is None or self.estimator != "per_example":
             return None
@@ -1150,9 +1254,27 @@ class BernoulliDropout:
 
     Example::
 
-        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), Categorical(),  # doctest: +SKIP
-        ...           guide=BernoulliDropout(p=0.1))
-        >>> plain = to_dropout_net(bnn)  # an nn.Module with nn.Dropout layers  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, Categorical
+        >>> x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+        >>> net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), Categorical(),
+        ...           guide=BernoulliDropout(p=0.25))
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)
+        >>> to_dropout_net(bnn)  # an nn.Module with nn.Dropout layers
+        Sequential(
+          (0): Sequential(
+            (0): Dropout(p=0.25, inplace=False)
+            (1): Linear(in_features=2, out_features=4, bias=True)
+          )
+          (1): ReLU()
+          (2): Sequential(
+            (0): Dropout(p=0.25, inplace=False)
+            (1): Linear(in_features=4, out_features=3, bias=True)
+          )
+        )
     """
 
     def __init__(
@@ -1203,8 +1325,16 @@ class BernoulliDropout:
 
         Example::
 
-            >>> bnn = BernoulliDropout.from_dropout_net(trained, Categorical())  # doctest: +SKIP
-            >>> pred = bnn.predict(x_test, num_samples=100)  # doctest: +SKIP
+            >>> import torch
+            >>> from torch import nn
+            >>> from pyro_bdl import Categorical
+            >>> trained = nn.Sequential(  # trained with dropout before its last layer
+            ...     nn.Linear(2, 4), nn.ReLU(), nn.Dropout(0.25), nn.Linear(4, 3)
+            ... )
+            >>> bnn = BernoulliDropout.from_dropout_net(trained, Categorical())
+            >>> pred = bnn.predict(torch.randn(5, 2), num_samples=100)
+            >>> bnn.guide.drop_probabilities(), pred.probs.shape
+            ({'0.weight': 0.0, '3.weight': 0.25}, torch.Size([5, 3]))
         """
         from .bnn import BNN
 
@@ -1262,10 +1392,19 @@ class ConcreteDropout:
 
     Example::
 
-        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HeteroskedasticGaussian(),  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HeteroskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 2))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HeteroskedasticGaussian(),
         ...           guide=ConcreteDropout(init_p=0.2))
-        >>> bnn.fit(x, y, epochs=500)  # doctest: +SKIP
-        >>> bnn.guide.drop_probabilities()  # doctest: +SKIP
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)  # p is learned with the weights
+        >>> p = bnn.guide.drop_probabilities()
+        >>> sorted(p), all(0 < v < 1 for v in p.values())
+        (['0.weight', '2.weight'], True)
     """
 
     def __init__(
@@ -1310,8 +1449,20 @@ def to_dropout_net(bnn: Any) -> nn.Module:
 
     Example::
 
-        >>> mc = to_dropout_net(bnn)  # doctest: +SKIP
-        >>> draws = torch.stack([mc(x) for _ in range(100)])  # doctest: +SKIP
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1),
+        ...           guide=BernoulliDropout(p=0.25))
+        >>> result = bnn.fit(x, y, epochs=2, progress=False)
+        >>> mc = to_dropout_net(bnn)
+        >>> draws = torch.stack([mc(x) for _ in range(100)])  # 100 MC-dropout passes
+        >>> draws.shape
+        torch.Size([100, 8, 1])
     """
     guide = bnn.guide
     if not isinstance(guide, AutoDropout):
@@ -1380,8 +1531,9 @@ def guide_config(spec: GuideLike) -> dict | None:
 
     if spec is None:
         spec = MeanFieldNormal()
-    if isinstance(spec, type) and getattr(autoguides, spec.__name__, None) is spec:
-        return {"type": "autoguide", "config": {"name": spec.__name__}}
+    name = spec.__name__ if isinstance(spec, type) else None
+    if name is not None and getattr(autoguides, name, None) is spec:
+        return {"type": "autoguide", "config": {"name": name}}
     cfg = spec.config() if hasattr(spec, "config") else None
     return None if cfg is None else {"type": type(spec).__name__, "config": cfg}
 

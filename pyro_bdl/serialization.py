@@ -79,7 +79,13 @@ def write_checkpoint(
 
     Example::
 
-        >>> write_checkpoint(tmp / "c.pt", {"a": 1}, {"w": torch.zeros(2)})  # doctest: +SKIP
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = write_checkpoint(Path(tmp.name) / "c.pt", {"a": 1}, {"w": torch.zeros(2)})
+        >>> path.name, path.read_bytes()[:8]
+        ('c.pt', b'PYROBDL\\n')
+        >>> tmp.cleanup()
     """
     try:
         text = json.dumps(config, allow_nan=True)
@@ -111,7 +117,18 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
 
     Example::
 
-        >>> config, tensors = read_checkpoint("posterior.pt")  # doctest: +SKIP
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = write_checkpoint(Path(tmp.name) / "c.pt", {"a": 1}, {"w": torch.ones(2)})
+        >>> read_checkpoint(path)
+        ({'a': 1}, {'w': tensor([1., 1.])})
+        >>> _ = path.write_bytes(b"not a checkpoint")
+        >>> read_checkpoint(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pyro_bdl.serialization.CheckpointError: Expected a pyro_bdl checkpoint ...
+        >>> tmp.cleanup()
     """
     data = Path(path).read_bytes()
     if len(data) < _HEADER or data[: len(MAGIC)] != MAGIC:

@@ -273,6 +273,21 @@ def test_concrete_dropout_learns_p_through_the_relaxed_masks():
     )
 
 
+def test_relaxed_masks_with_a_fixed_p_fit_and_predict_trace_free():
+    """Relaxed masks at a fixed p (temperature without learn_p): the trace-free sampler's masks
+    got p as a float, which relaxed_keep_mask (torch.log) rejected."""
+    x, y = data()
+    bnn = BNN(
+        mlp(),
+        dist.Normal(0.0, 1.0),
+        HomoskedasticGaussian(scale=0.5),
+        guide=lambda model: AutoDropout(model, p=0.2, temperature=0.1),
+    )
+    result = bnn.fit(x, y, epochs=2, progress=False)
+    assert all(math.isfinite(e) for e in result.elbo)
+    assert torch.isfinite(bnn.predict(x, num_samples=3).mean).all()
+
+
 @pytest.mark.slow
 def test_concrete_dropout_anchor_p_falls_with_n_and_aleatoric_reaches_one():
     """REFERENCES §4: y = 2x + 8 + N(0, 1); the learned p falls with N and aleatoric std -> 1.
