@@ -109,11 +109,6 @@ KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str, str]] = frozenset(
         ("distributed", "bnn", "_SkipObservation"),
         ("distributed", "bnn", "_concatenate"),
         ("distributed", "bnn", "_positive_int"),
-        ("metrics", "uncertainty", "_broadcast_scale"),
-        ("metrics", "uncertainty", "_check_categorical_probs"),
-        ("metrics", "uncertainty", "_check_finite"),
-        ("metrics", "uncertainty", "_check_ndim"),
-        ("metrics", "uncertainty", "_check_tensor"),
     }
 )
 
