@@ -113,13 +113,13 @@ def check_categorical_probs(name: str, probs: Tensor) -> None:
     tol = _prob_tol(probs.dtype, probs.shape[-1])
     if probs.numel() == 0:
         return
-    low = float(probs.min())
+    low = float(probs.detach().min())
     if low < 0.0:
         raise ValueError(
             f"Expected {name} >= 0 (probabilities), got a minimum of {low:.3g}. "
             f"If these are logits, pass {name}=logits.softmax(-1)."
         )
-    dev = float((probs.sum(-1) - 1.0).abs().max())
+    dev = float((probs.detach().sum(-1) - 1.0).abs().max())
     if dev > tol:
         raise ValueError(
             f"Expected {name} to sum to 1 along the last (class) dimension within {tol:.1g}, got "
@@ -133,7 +133,7 @@ def _check_bernoulli_probs(name: str, probs: Tensor) -> None:
     check_finite(name, probs)
     if probs.numel() == 0:
         return
-    low, high = float(probs.min()), float(probs.max())
+    low, high = float(probs.detach().min()), float(probs.detach().max())
     if low < 0.0 or high > 1.0:
         raise ValueError(
             f"Expected {name} in [0, 1] (probability of class 1), got values in "
@@ -293,10 +293,10 @@ def _decompose(
         scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
         scale = broadcast_scale(scale, loc)
         check_finite("scale", scale)
-        if scale.numel() and float(scale.min()) < 0.0:
+        if scale.numel() and float(scale.detach().min()) < 0.0:
             raise ValueError(
                 f"Expected scale >= 0 (a standard deviation), got a minimum of "
-                f"{float(scale.min()):.3g}. If the network outputs an unconstrained scale, "
+                f"{float(scale.detach().min()):.3g}. If the network outputs an unconstrained scale, "
                 "apply softplus or exp first."
             )
         aleatoric = scale.square().mean(0)
