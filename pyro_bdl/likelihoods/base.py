@@ -184,10 +184,11 @@ class Likelihood(PyroModule):
                 f"distribution {type(d).__name__} (batch {tuple(d.batch_shape)}, event "
                 f"{tuple(d.event_shape)}), but got y of shape {tuple(y.shape)}."
             )
-        inside = d.support.check(y)
-        if y.numel() and not bool(inside.all()):
+        support = d.support
+        inside = support.check(y) if support is not None else None
+        if inside is not None and y.numel() and not bool(inside.all()):
             raise ValueError(
-                f"Expected targets y in the support of {type(d).__name__} ({d.support}), but "
+                f"Expected targets y in the support of {type(d).__name__} ({support}), but "
                 f"{int((~inside).sum())} of {inside.numel()} are outside it."
             )
         return y

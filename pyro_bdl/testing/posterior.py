@@ -8,6 +8,7 @@ import pyro
 import pytest
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from ..inference import Draws, Posterior, predict, run_model
 from ..likelihoods import OBS
@@ -118,8 +119,9 @@ class PosteriorContract:
                     model.outputs(draws.sites, x, input_fns=draws.input_fns, by_site=True)
                 )
             else:
-                trace = run_model(model, draws, x)
-                parts.append(model.likelihood.prediction(trace.nodes[OBS]["fn"]))
+                fn = run_model(model, draws, x).nodes[OBS]["fn"]
+                assert isinstance(fn, Distribution)
+                parts.append(model.likelihood.prediction(fn))
         if outputs:
             return model.likelihood.prediction_from_outputs(torch.cat(outputs), 1)
         return Prediction.cat(parts)
