@@ -11,7 +11,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["positive_int", "check_tensor", "check_observation", "check_float"]
+__all__ = [
+    "positive_int",
+    "check_tensor",
+    "check_real_tensor",
+    "check_finite",
+    "check_float",
+    "check_observation",
+    "FINITE_HINT",
+]
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -114,3 +122,67 @@ def check_float(name: str, value: Any, *, positive: bool = True, allow_zero: boo
     if not math.isfinite(value) or (positive and (value < 0 or (value == 0 and not allow_zero))):
         raise ValueError(f"Expected a finite {name} {bound}, but got {value}.")
     return value
+
+
+def check_real_tensor(name: str, x: object, *, floating: bool = True) -> Tensor:
+    """Return ``x`` if it is a real (and, with ``floating``, floating-point) tensor of any shape.
+
+    :param name: the argument's name, used in the message.
+    :param x: the value to check.
+    :param floating: also require a floating-point dtype.
+    :return: ``x`` unchanged.
+    :raises TypeError: if ``x`` is not a tensor, is complex, or (``floating``) is not floating.
+
+    Example::
+
+        >>> import torch
+        >>> check_real_tensor("loc", torch.zeros(2)).dtype
+        torch.float32
+        >>> check_real_tensor("loc", torch.zeros(2, dtype=torch.long))
+        Traceback (most recent call last):
+        ...
+        TypeError: Expected loc to be a floating-point tensor, got dtype torch.int64. Convert it with loc.double().
+    """  # noqa: E501
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"Expected {name} to be a torch.Tensor, got {type(x).__name__}. "
+            f"Convert it with torch.as_tensor({name}, dtype=torch.float64)."
+        )
+    if x.is_complex():
+        raise TypeError(f"Expected real-valued {name}, got dtype {x.dtype}.")
+    if floating and not x.is_floating_point():
+        raise TypeError(
+            f"Expected {name} to be a floating-point tensor, got dtype {x.dtype}. "
+            f"Convert it with {name}.double()."
+        )
+    return x
+
+
+#: What :func:`check_finite` adds by default: non-finite values mostly come from a diverged fit.
+FINITE_HINT = "Check the network outputs (a diverged fit gives NaN)."
+
+
+def check_finite(name: str, x: Tensor, *, hint: str = FINITE_HINT) -> None:
+    """Raise ``ValueError`` if the floating tensor ``x`` holds NaN or infinite values.
+
+    :param name: the argument's name, used in the message.
+    :param x: the tensor to check; non-floating tensors always pass.
+    :param hint: a sentence appended to the message (where the bad values come from, the fix);
+        ``""`` for none.
+    :raises ValueError: with the counts of NaN and infinite entries.
+
+    Example::
+
+        >>> import torch
+        >>> check_finite("loc", torch.tensor([0.0, float("inf")]))
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected finite values in loc, got 0 NaN and 1 infinite entries out of 2. Check the network outputs (a diverged fit gives NaN).
+    """  # noqa: E501
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(torch.isinf(x).sum())
+        raise ValueError(
+            f"Expected finite values in {name}, got {n_nan} NaN and {n_inf} infinite entries "
+            f"out of {x.numel()}." + (f" {hint}" if hint else "")
+        )

@@ -19,13 +19,12 @@ from typing import Literal, overload
 import torch
 from torch import Tensor
 
+from pyro_bdl._checks import check_finite, check_real_tensor
 from pyro_bdl.uncertainty import (
     Prediction,
-    _broadcast_scale,
-    _check_categorical_probs,
-    _check_finite,
-    _check_ndim,
-    _check_tensor,
+    broadcast_scale,
+    check_categorical_probs,
+    check_draws_ndim,
 )
 
 __all__ = [
@@ -69,10 +68,11 @@ def _check_labels(y: object, num_data: int, num_classes: int) -> Tensor:
 def _classification_draws(probs: Tensor | Prediction, y: object) -> tuple[Tensor, Tensor]:
     """Return class-probability draws ``(S, M, C)`` and integer labels ``(M,)``."""
     if isinstance(probs, Prediction):
-        if probs.kind == "gaussian":
+        if probs.kind in ("gaussian", "generic"):
             raise ValueError(
                 "Expected a classification Prediction (kind 'categorical' or 'bernoulli'), got "
-                "kind='gaussian'. Use rmse / gaussian_test_ll / coverage for regression."
+                f"kind={probs.kind!r}. Use rmse / gaussian_test_ll / coverage for regression "
+                "(nll works for every kind)."
             )
         draws = probs.samples
         if probs.kind == "bernoulli":
@@ -83,38 +83,38 @@ def _classification_draws(probs: Tensor | Prediction, y: object) -> tuple[Tensor
                     f"Expected labels y of shape {tuple(draws.shape[1:])} to match the "
                     f"prediction, got shape {tuple(y.shape)}."
                 )
-            _check_finite("y", y)
+            check_finite("y", y)
             if y.numel() and not bool(((y == 0) | (y == 1)).all()):
                 raise ValueError("Expected binary labels y in {0, 1}, got other values.")
             p1 = draws.reshape(draws.shape[0], -1)
             draws = torch.stack([1.0 - p1, p1], dim=-1)
             y = y.reshape(-1).long()
         return draws, _check_labels(y, draws.shape[1], draws.shape[-1])
-    probs = _check_tensor("probs", probs)
-    _check_ndim("probs", probs, 3, "(S, N, C)", exact=True)
-    _check_categorical_probs("probs", probs)
+    probs = check_real_tensor("probs", probs)
+    check_draws_ndim("probs", probs, 3, "(S, N, C)", exact=True)
+    check_categorical_probs("probs", probs)
     return probs, _check_labels(y, probs.shape[1], probs.shape[-1])
 
 
 def _regression_draws(loc: Tensor | Prediction, y: object) -> tuple[Tensor, Tensor]:
     """Return location draws ``(S, N, ...)`` and targets ``(N, ...)``."""
     if isinstance(loc, Prediction):
-        if loc.kind != "gaussian":
+        if loc.kind not in ("gaussian", "generic"):
             raise ValueError(
-                f"Expected a Prediction of kind 'gaussian', got kind={loc.kind!r}. Use accuracy "
-                "/ nll / brier / ece for classification."
+                f"Expected a Prediction of kind 'gaussian' (or 'generic': its predictive mean), "
+                f"got kind={loc.kind!r}. Use accuracy / nll / brier / ece for classification."
             )
         loc = loc.samples
-    loc = _check_tensor("loc", loc)
-    _check_ndim("loc", loc, 2, "(S, N, ...)")
-    _check_finite("loc", loc)
-    y = _check_tensor("y", y)
+    loc = check_real_tensor("loc", loc)
+    check_draws_ndim("loc", loc, 2, "(S, N, ...)")
+    check_finite("loc", loc)
+    y = check_real_tensor("y", y)
     if y.shape != loc.shape[1:]:
         raise ValueError(
             f"Expected targets y of shape {tuple(loc.shape[1:])} (loc without the sample "
             f"dimension), got shape {tuple(y.shape)}."
         )
-    _check_finite("y", y)
+    check_finite("y", y)
     return loc, y.to(loc.dtype)
 
 
@@ -377,6 +377,11 @@ def gaussian_test_ll(
         -0.9189
     """
     if isinstance(loc, Prediction):
+        if loc.kind == "generic":
+            raise ValueError(
+                "Expected a gaussian Prediction, got kind='generic' (not a Gaussian mixture): "
+                "score it with -nll(pred, y), the mean log density of its own family."
+            )
         if scale is not None:
             raise ValueError(
                 "Expected scale=None with a Prediction (its own .scale is used), got a scale. "
@@ -417,8 +422,8 @@ def gaussian_test_ll(
         )
         return float(ll.mean())
     assert scale is not None
-    scale = _broadcast_scale(_check_tensor("scale", scale), draws)
-    _check_finite("scale", scale)
+    scale = broadcast_scale(check_real_tensor("scale", scale), draws)
+    check_finite("scale", scale)
     if scale.numel() and float(scale.min()) <= 0.0:
         raise ValueError(f"Expected scale > 0, got a minimum of {float(scale.min()):.3g}.")
     pred = Prediction("gaussian", samples=draws, scale=scale)
@@ -442,7 +447,8 @@ def coverage(*args: Tensor | Prediction, level: float | None = None) -> float:
 
     Call it as ``coverage(lower, upper, y)`` with interval bounds, or as
     ``coverage(prediction, y, level=0.95)`` to use the central mixture interval
-    :meth:`~pyro_bdl.uncertainty.Prediction.interval` of a gaussian prediction. A calibrated
+    :meth:`~pyro_bdl.uncertainty.Prediction.interval` of a gaussian prediction (Monte Carlo for a
+    generic one). A calibrated
     predictive covers about ``level`` of the targets.
 
     :param args: ``(lower, upper, y)`` tensors of one shape, or ``(prediction, y)``.
@@ -476,7 +482,7 @@ def coverage(*args: Tensor | Prediction, level: float | None = None) -> float:
                 "already fixed by lower and upper."
             )
         lower, upper, target = (
-            _check_tensor(name, value)
+            check_real_tensor(name, value)
             for name, value in zip(("lower", "upper", "y"), args, strict=True)
         )
         if not lower.shape == upper.shape == target.shape:
@@ -485,7 +491,7 @@ def coverage(*args: Tensor | Prediction, level: float | None = None) -> float:
                 f"{tuple(upper.shape)} and {tuple(target.shape)}."
             )
         for name, value in (("lower", lower), ("upper", upper), ("y", target)):
-            _check_finite(name, value)
+            check_finite(name, value)
         if lower.numel() and bool((lower > upper).any()):
             raise ValueError("Expected lower <= upper everywhere, got some lower > upper.")
     if target.numel() == 0:
@@ -532,8 +538,8 @@ def ood_auroc(score_in: Tensor, score_out: Tensor) -> float:
         >>> ood_auroc(torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.3, 0.9]))
         0.9166666666666666
     """
-    score_in = _check_tensor("score_in", score_in, floating=False).reshape(-1)
-    score_out = _check_tensor("score_out", score_out, floating=False).reshape(-1)
+    score_in = check_real_tensor("score_in", score_in, floating=False).reshape(-1)
+    score_out = check_real_tensor("score_out", score_out, floating=False).reshape(-1)
     for name, s in (("score_in", score_in), ("score_out", score_out)):
         if s.numel() == 0:
             raise ValueError(f"Expected at least one score in {name}, got none.")

@@ -10,40 +10,35 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution, Independent
 
-__all__ = ["Decomposition", "Prediction", "decompose"]
+from ._checks import check_finite, check_real_tensor
 
-PredictionKind = Literal["categorical", "bernoulli", "gaussian"]
-_KINDS: tuple[str, ...] = ("categorical", "bernoulli", "gaussian")
+__all__ = [
+    "Decomposition",
+    "Prediction",
+    "decompose",
+    "broadcast_scale",
+    "check_categorical_probs",
+    "check_draws_ndim",
+]
+
+PredictionKind = Literal["categorical", "bernoulli", "gaussian", "generic"]
+_KINDS: tuple[str, ...] = ("categorical", "bernoulli", "gaussian", "generic")
 _FIELDS: tuple[str, ...] = ("total", "aleatoric", "epistemic")
 
 
 # --------------------------------------------------------------------------------------------
 # Validation helpers (shared with pyro_bdl.metrics)
 # --------------------------------------------------------------------------------------------
-
-
-def _check_tensor(name: str, x: object, *, floating: bool = True) -> Tensor:
-    """Return ``x`` if it is a (floating-point) tensor, else raise ``TypeError``."""
-    if not isinstance(x, Tensor):
-        raise TypeError(
-            f"Expected {name} to be a torch.Tensor, got {type(x).__name__}. "
-            f"Convert it with torch.as_tensor({name}, dtype=torch.float64)."
-        )
-    if x.is_complex():
-        raise TypeError(f"Expected real-valued {name}, got dtype {x.dtype}.")
-    if floating and not x.is_floating_point():
-        raise TypeError(
-            f"Expected {name} to be a floating-point tensor, got dtype {x.dtype}. "
-            f"Convert it with {name}.double()."
-        )
-    return x
 
 
 def _distinct_entries(x: Tensor) -> Tensor:
@@ -55,19 +50,26 @@ def _distinct_entries(x: Tensor) -> Tensor:
     return x[index]
 
 
-def _check_finite(name: str, x: Tensor) -> None:
-    """Raise ``ValueError`` if ``x`` holds NaN or infinite values."""
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        n_nan = int(torch.isnan(x).sum())
-        n_inf = int(torch.isinf(x).sum())
-        raise ValueError(
-            f"Expected finite values in {name}, got {n_nan} NaN and {n_inf} infinite entries "
-            f"out of {x.numel()}. Check the network outputs (a diverged fit gives NaN)."
-        )
+def check_draws_ndim(name: str, x: Tensor, min_ndim: int, layout: str, exact: bool = False) -> None:
+    """Raise ``ValueError`` unless draws ``x`` have ``min_ndim`` dims (at least, or exactly).
 
+    Also requires at least one draw (``S >= 1``) and, for two or more dims, one data point.
 
-def _check_ndim(name: str, x: Tensor, min_ndim: int, layout: str, exact: bool = False) -> None:
-    """Raise ``ValueError`` unless ``x`` has ``min_ndim`` dims (at least, or exactly)."""
+    :param name: the argument's name, used in the message.
+    :param x: draws with the sample dimension first, ``(S, N, ...)``.
+    :param min_ndim: the number of dims required.
+    :param layout: the expected layout for the message, e.g. ``"(S, N, C)"``.
+    :param exact: require exactly ``min_ndim`` dims instead of at least.
+
+    Example::
+
+        >>> import torch
+        >>> check_draws_ndim("probs", torch.zeros(4, 3, 2), 3, "(S, N, C)", exact=True)
+        >>> check_draws_ndim("loc", torch.zeros(3), 2, "(S, N, ...)")
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected loc of shape (S, N, ...) with the sample dimension first, got shape (3,). For a single draw add the sample dimension: loc.unsqueeze(0).
+    """  # noqa: E501
     bad = x.dim() != min_ndim if exact else x.dim() < min_ndim
     if bad:
         raise ValueError(
@@ -90,19 +92,34 @@ def _prob_tol(dtype: torch.dtype, num_terms: int) -> float:
     return max(1e-6, 2.0 * num_terms * torch.finfo(dtype).eps)
 
 
-def _check_categorical_probs(name: str, probs: Tensor) -> None:
-    """Raise ``ValueError`` unless ``probs`` is finite, >= 0 and sums to 1 on the last dim."""
-    _check_finite(name, probs)
+def check_categorical_probs(name: str, probs: Tensor) -> None:
+    """Raise ``ValueError`` unless ``probs`` is finite, >= 0 and sums to 1 on the last dim.
+
+    The sums may be off by ``max(1e-6, 2 * C * eps(dtype))`` (rounding).
+
+    :param name: the argument's name, used in the message.
+    :param probs: class probabilities, classes last.
+
+    Example::
+
+        >>> import torch
+        >>> check_categorical_probs("probs", torch.tensor([[0.5, 0.5]]))
+        >>> check_categorical_probs("probs", torch.tensor([[1.0, 1.0]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected probs to sum to 1 along the last (class) dimension within 1e-06, got a maximum deviation |sum - 1| = 1. If these are logits or unnormalised scores, pass probs=logits.softmax(-1).
+    """  # noqa: E501
+    check_finite(name, probs)
     tol = _prob_tol(probs.dtype, probs.shape[-1])
     if probs.numel() == 0:
         return
-    low = float(probs.min())
+    low = float(probs.detach().min())
     if low < 0.0:
         raise ValueError(
             f"Expected {name} >= 0 (probabilities), got a minimum of {low:.3g}. "
             f"If these are logits, pass {name}=logits.softmax(-1)."
         )
-    dev = float((probs.sum(-1) - 1.0).abs().max())
+    dev = float((probs.detach().sum(-1) - 1.0).abs().max())
     if dev > tol:
         raise ValueError(
             f"Expected {name} to sum to 1 along the last (class) dimension within {tol:.1g}, got "
@@ -113,10 +130,10 @@ def _check_categorical_probs(name: str, probs: Tensor) -> None:
 
 def _check_bernoulli_probs(name: str, probs: Tensor) -> None:
     """Raise ``ValueError`` unless ``probs`` is finite and inside [0, 1]."""
-    _check_finite(name, probs)
+    check_finite(name, probs)
     if probs.numel() == 0:
         return
-    low, high = float(probs.min()), float(probs.max())
+    low, high = float(probs.detach().min()), float(probs.detach().max())
     if low < 0.0 or high > 1.0:
         raise ValueError(
             f"Expected {name} in [0, 1] (probability of class 1), got values in "
@@ -124,8 +141,20 @@ def _check_bernoulli_probs(name: str, probs: Tensor) -> None:
         )
 
 
-def _broadcast_scale(scale: Tensor, loc: Tensor, name: str = "scale") -> Tensor:
-    """Broadcast ``scale`` to ``loc``'s shape or raise ``ValueError`` saying both shapes."""
+def broadcast_scale(scale: Tensor, loc: Tensor, name: str = "scale") -> Tensor:
+    """Broadcast ``scale`` to ``loc``'s shape or raise ``ValueError`` saying both shapes.
+
+    :param scale: per-draw noise standard deviations.
+    :param loc: per-draw locations ``(S, N, ...)``.
+    :param name: the argument's name, used in the message.
+    :return: ``scale`` expanded to ``loc.shape`` (a view).
+
+    Example::
+
+        >>> import torch
+        >>> broadcast_scale(torch.ones(1), torch.zeros(2, 3)).shape
+        torch.Size([2, 3])
+    """
     try:
         shape = torch.broadcast_shapes(scale.shape, loc.shape)
     except RuntimeError:
@@ -229,14 +258,14 @@ def _decompose(
             raise ValueError(
                 f"Expected kind None, 'categorical' or 'bernoulli' with probs=, got {kind!r}."
             )
-        probs = _check_tensor("probs", probs)
+        probs = check_real_tensor("probs", probs)
         if kind == "bernoulli":
-            _check_ndim("probs", probs, 2, "(S, N, ...)")
+            check_draws_ndim("probs", probs, 2, "(S, N, ...)")
             _check_bernoulli_probs("probs", probs)
             entropy = _binary_entropy
         else:
-            _check_ndim("probs", probs, 3, "(S, N, C)", exact=True)
-            _check_categorical_probs("probs", probs)
+            check_draws_ndim("probs", probs, 3, "(S, N, C)", exact=True)
+            check_categorical_probs("probs", probs)
             entropy = _categorical_entropy
         num_draws = probs.shape[0]
         total = entropy(probs.mean(0))
@@ -251,23 +280,23 @@ def _decompose(
 
     if kind not in (None, "gaussian"):
         raise ValueError(f"Expected kind None or 'gaussian' with loc=, got {kind!r}.")
-    loc = _check_tensor("loc", loc)
-    _check_ndim("loc", loc, 2, "(S, N, ...)")
-    _check_finite("loc", loc)
+    loc = check_real_tensor("loc", loc)
+    check_draws_ndim("loc", loc, 2, "(S, N, ...)")
+    check_finite("loc", loc)
     if scale is None:
         aleatoric = torch.zeros_like(loc[0])
     else:
         if isinstance(scale, bool) or not isinstance(scale, (Tensor, int, float)):
             raise TypeError(f"Expected scale as a tensor or a number, got {type(scale).__name__}.")
         if isinstance(scale, Tensor):
-            _check_tensor("scale", scale)
+            check_real_tensor("scale", scale)
         scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
-        scale = _broadcast_scale(scale, loc)
-        _check_finite("scale", scale)
-        if scale.numel() and float(scale.min()) < 0.0:
+        scale = broadcast_scale(scale, loc)
+        check_finite("scale", scale)
+        if scale.numel() and float(scale.detach().min()) < 0.0:
             raise ValueError(
                 f"Expected scale >= 0 (a standard deviation), got a minimum of "
-                f"{float(scale.min()):.3g}. If the network outputs an unconstrained scale, "
+                f"{float(scale.detach().min()):.3g}. If the network outputs an unconstrained scale, "
                 "apply softplus or exp first."
             )
         aleatoric = scale.square().mean(0)
@@ -367,20 +396,106 @@ def _mixture_normal_quantile(loc: Tensor, scale: Tensor, q: float) -> Tensor:
     return (0.5 * (lo + hi)).to(loc.dtype)
 
 
+#: Default number of Monte-Carlo draws of ``y`` per posterior draw for the generic kind.
+MC_DRAWS = 1000
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Run the block on the global RNG seeded with ``seed``, restoring its state afterwards.
+
+    Explicit devices keep :func:`torch.random.fork_rng` from warning about several GPUs.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _as_float(x: Tensor) -> Tensor:
+    return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+
+
+def _unwrap_independent(d: Distribution) -> tuple[Distribution, int]:
+    """The distribution under any ``Independent`` wrappers, and how many dims they reinterpret."""
+    ndim = 0
+    while isinstance(d, Independent):
+        ndim += d.reinterpreted_batch_ndims
+        d = d.base_dist
+    return d, ndim
+
+
+def _moment(d: Distribution, name: Literal["mean", "variance"]) -> Tensor | None:
+    """``d.mean`` / ``d.variance``, or ``None`` where the family does not define it."""
+    try:
+        return getattr(d, name)
+    except NotImplementedError:
+        return None
+
+
+def _per_draw_moments(d: Distribution, mc_draws: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Mean and variance of each component of ``d`` (shape ``batch + event``).
+
+    From the family's ``mean``/``variance`` where defined; otherwise the moments of
+    ``mc_draws`` draws from each component (seeded: the same numbers on every call), with the
+    unbiased variance.
+    """
+    mean, var = _moment(d, "mean"), _moment(d, "variance")
+    if mean is None or var is None:
+        with _seeded(seed):
+            y = _as_float(d.sample((mc_draws,)))
+        mean = y.mean(0) if mean is None else mean
+        var = y.var(0) if var is None else var
+    shape = d.batch_shape + d.event_shape
+    return _as_float(mean).expand(shape), _as_float(var).expand(shape)
+
+
+def _sorted_quantile(sorted_draws: Tensor, q: float) -> Tensor:
+    """Quantile ``q`` over dim 0 of sorted draws, interpolated linearly (as ``torch.quantile``)."""
+    pos = q * (sorted_draws.shape[0] - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, sorted_draws.shape[0] - 1)
+    frac = pos - lo
+    return sorted_draws[lo] + frac * (sorted_draws[hi] - sorted_draws[lo])
+
+
 class Prediction:
     r"""Posterior predictive draws for ``N`` inputs, as returned by ``BNN.predict``.
 
     Holds one predictive parameter per posterior draw, sample dimension first, and derives the
     posterior predictive (the equally weighted mixture over the draws) from them.
 
-    :param kind: ``"categorical"``, ``"bernoulli"`` or ``"gaussian"``.
+    Three families have closed forms; any other family is the ``"generic"`` kind, built from its
+    per-draw distributions with :meth:`from_dist` (or ``Prediction("generic", dist=d)``):
+
+    - ``samples`` are the per-draw predictive means :math:`E[y \mid \theta_s]`, shape
+      ``(S, N, ...) + event_shape`` (the family's ``mean``; where the family does not define it,
+      the mean of ``mc_draws`` seeded draws of ``y``), so :attr:`mean` is the predictive mean,
+      as for every kind;
+    - :meth:`decompose` is the law of total variance over the mixture, as for ``"gaussian"``:
+      aleatoric :math:`\frac1S \sum_s \mathrm{Var}[y \mid \theta_s]` (the family's ``variance``,
+      else the unbiased variance of the seeded draws), epistemic the population variance of the
+      per-draw means, total their sum (= :attr:`variance`). Where a moment does not exist (a
+      Student-t with ``df <= 2``) the family's ``inf``/``nan`` is kept, never hidden;
+    - :meth:`log_prob` is exact: the family's ``log_prob`` mixed over the draws;
+    - :meth:`quantile` and :meth:`interval` are Monte Carlo: empirical quantiles (linear
+      interpolation) of ``S * mc_draws`` draws of the mixture, drawn from the generator seeded
+      with ``seed``, so repeated calls give the same numbers and the global RNG is untouched;
+      the error is of order :math:`1 / \sqrt{S \cdot \text{mc\_draws}}`.
+
+    :param kind: ``"categorical"``, ``"bernoulli"``, ``"gaussian"`` or ``"generic"``.
     :param samples: Per-draw predictive parameter: class probabilities ``(S, N, C)``
         (categorical), probability of class 1 ``(S, N, ...)`` (bernoulli) or location
-        ``(S, N, ...)`` (gaussian).
+        ``(S, N, ...)`` (gaussian). Not given for ``"generic"`` (computed from ``dist``).
     :param scale: Gaussian only: per-draw noise standard deviation, broadcastable to
         ``samples`` and positive; ``None`` for a noise-free predictive.
     :param outputs: Raw network outputs, kept unchanged for the user (any shape).
-    :raises TypeError: If ``samples``/``scale``/``outputs`` are not tensors.
+    :param dist: ``"generic"`` only: the per-draw predictive distribution, batch shape
+        ``(S, N, ...)``, or a sequence of them split along the draws (see :meth:`cat`).
+    :param mc_draws: ``"generic"`` only: Monte-Carlo draws of ``y`` per posterior draw, for the
+        moments a family does not define and for quantiles.
+    :param seed: ``"generic"`` only: seed of those Monte-Carlo draws.
+    :raises TypeError: If ``samples``/``scale``/``outputs``/``dist`` have the wrong type.
     :raises ValueError: If ``kind`` is unknown, shapes are wrong or values invalid.
 
     The predictive density of an observation is the mixture
@@ -403,31 +518,37 @@ class Prediction:
         self,
         kind: PredictionKind,
         *,
-        samples: Tensor,
+        samples: Tensor | None = None,
         scale: Tensor | None = None,
         outputs: Tensor | None = None,
+        dist: Distribution | Sequence[Distribution] | None = None,
+        mc_draws: int = MC_DRAWS,
+        seed: int = 0,
     ) -> None:
         if kind not in _KINDS:
             raise ValueError(f"Expected kind in {list(_KINDS)}, got {kind!r}.")
-        samples = _check_tensor("samples", samples)
-        if kind == "categorical":
-            _check_ndim("samples", samples, 3, "(S, N, C)", exact=True)
-            _check_categorical_probs("samples", samples)
-        elif kind == "bernoulli":
-            _check_ndim("samples", samples, 2, "(S, N, ...)")
-            _check_bernoulli_probs("samples", samples)
+        self.dists: tuple[Distribution, ...] = ()
+        self.mc_draws = mc_draws
+        self.seed = seed
+        self._variances: Tensor | None = None
+        if kind == "generic":
+            samples = self._init_generic(samples, scale, dist)
         else:
-            _check_ndim("samples", samples, 2, "(S, N, ...)")
-            _check_finite("samples", samples)
+            if dist is not None:
+                raise ValueError(
+                    f"Expected dist=None for kind={kind!r} (dist is the per-draw distribution of "
+                    "kind='generic'), got a distribution. Use Prediction.from_dist(dist)."
+                )
+            samples = self._check_closed_form(kind, samples)
         if scale is not None:
             if kind != "gaussian":
                 raise ValueError(
                     f"Expected scale=None for kind={kind!r} (scale is the Gaussian noise std), "
                     "got a tensor. Drop scale= or use kind='gaussian'."
                 )
-            scale = _broadcast_scale(_check_tensor("scale", scale), samples)
+            scale = broadcast_scale(check_real_tensor("scale", scale), samples)
             distinct = _distinct_entries(scale).detach()  # an expanded scale: its values once
-            _check_finite("scale", distinct)
+            check_finite("scale", distinct)
             if distinct.numel() and float(distinct.min()) <= 0.0:
                 raise ValueError(
                     f"Expected scale > 0 (a noise standard deviation), got a minimum of "
@@ -440,10 +561,187 @@ class Prediction:
         self.scale: Tensor | None = scale
         self.outputs: Tensor | None = outputs
 
+    @staticmethod
+    def _check_closed_form(kind: str, samples: Tensor | None) -> Tensor:
+        samples = check_real_tensor("samples", samples)
+        if kind == "categorical":
+            check_draws_ndim("samples", samples, 3, "(S, N, C)", exact=True)
+            check_categorical_probs("samples", samples)
+        elif kind == "bernoulli":
+            check_draws_ndim("samples", samples, 2, "(S, N, ...)")
+            _check_bernoulli_probs("samples", samples)
+        else:
+            check_draws_ndim("samples", samples, 2, "(S, N, ...)")
+            check_finite("samples", samples)
+        return samples
+
+    def _init_generic(
+        self,
+        samples: Tensor | None,
+        scale: Tensor | None,
+        dist: Distribution | Sequence[Distribution] | None,
+    ) -> Tensor:
+        """Check ``dist`` and return the per-draw means; store the per-draw variances."""
+        if samples is not None or scale is not None:
+            raise ValueError(
+                "Expected samples=None and scale=None for kind='generic' (both come from the "
+                "per-draw distribution), got a tensor. Pass dist= only, or use "
+                "Prediction.from_dist(dist)."
+            )
+        if dist is None:
+            raise ValueError(
+                "Expected dist= (the per-draw predictive distribution, batch shape (S, N, ...)) "
+                "for kind='generic', got None."
+            )
+        dists = (dist,) if isinstance(dist, Distribution) else tuple(dist)
+        if isinstance(self.mc_draws, bool) or not isinstance(self.mc_draws, int):
+            raise ValueError(f"Expected mc_draws to be an int >= 2, got {self.mc_draws!r}.")
+        if self.mc_draws < 2:
+            raise ValueError(f"Expected mc_draws to be an int >= 2, got {self.mc_draws!r}.")
+        if not dists:
+            raise ValueError("Expected at least one per-draw distribution, got none.")
+        shape: torch.Size | None = None
+        for d in dists:
+            if not isinstance(d, Distribution):
+                raise TypeError(
+                    f"Expected dist to be a torch Distribution, got {type(d).__name__}."
+                )
+            check_draws_ndim("dist.batch_shape", torch.empty(d.batch_shape), 2, "(S, N, ...)")
+            rest = d.batch_shape[1:] + d.event_shape
+            if shape is not None and rest != shape:
+                raise ValueError(
+                    "Expected per-draw distributions that differ only in the number of draws, "
+                    f"got batch + event shapes {tuple(shape)} and {tuple(rest)} after the draws."
+                )
+            shape = rest
+        moments = [_per_draw_moments(d, self.mc_draws, self.seed) for d in dists]
+        self.dists = dists
+        self._variances = torch.cat([v for _, v in moments])
+        return torch.cat([m for m, _ in moments])
+
+    @classmethod
+    def from_dist(
+        cls,
+        per_draw: Distribution,
+        *,
+        outputs: Tensor | None = None,
+        closed_form: bool = True,
+        mc_draws: int = MC_DRAWS,
+        seed: int = 0,
+    ) -> Prediction:
+        r"""The Prediction of per-draw predictive distributions of any family.
+
+        Closed forms: ``Categorical`` with batch shape ``(S, N)`` gives kind ``"categorical"``
+        (``samples`` its ``probs``); ``Bernoulli`` (possibly in ``Independent``) gives
+        ``"bernoulli"`` (its ``probs``); ``Normal`` (possibly in ``Independent``) gives
+        ``"gaussian"`` (its ``loc`` and ``scale``). Every other family, or any family with
+        ``closed_form=False``, gives the ``"generic"`` kind described in :class:`Prediction`.
+
+        :param per_draw: the predictive distribution of each draw, batch shape ``(S, N, ...)``
+            (a likelihood's ``predictive_dist(f, sample_ndim=1)``).
+        :param outputs: raw network outputs, kept for the user.
+        :param closed_form: use the closed forms above where they apply; ``False`` always gives
+            the generic kind (to test a closed form against it).
+        :param mc_draws: Monte-Carlo draws per posterior draw for the generic kind.
+        :param seed: seed of the generic kind's Monte-Carlo draws.
+        :returns: a :class:`Prediction`.
+        :raises TypeError: if ``per_draw`` is not a distribution.
+        :raises ValueError: if its batch shape is not ``(S, N, ...)``.
+
+        Example::
+
+            >>> import torch
+            >>> from torch.distributions import Poisson
+            >>> rate = torch.tensor([[1.0, 4.0], [3.0, 4.0]])  # S = 2 draws, N = 2 points
+            >>> pred = Prediction.from_dist(Poisson(rate))
+            >>> pred.kind, pred.mean
+            ('generic', tensor([2., 4.]))
+            >>> d = pred.decompose()  # aleatoric E[rate] + epistemic Var[rate] (population)
+            >>> d.aleatoric, d.epistemic
+            (tensor([2., 4.]), tensor([1., 0.]))
+            >>> Prediction.from_dist(torch.distributions.Normal(rate, 1.0)).kind
+            'gaussian'
+        """
+        if not isinstance(per_draw, Distribution):
+            raise TypeError(
+                f"Expected per_draw to be a torch Distribution, got {type(per_draw).__name__}."
+            )
+        check_draws_ndim(
+            "per_draw.batch_shape", torch.empty(per_draw.batch_shape), 2, "(S, N, ...)"
+        )
+        if closed_form:
+            base, reinterpreted = _unwrap_independent(per_draw)
+            if (
+                isinstance(base, torch.distributions.Categorical)
+                and not reinterpreted
+                and len(base.batch_shape) == 2
+            ):
+                return cls("categorical", samples=base.probs, outputs=outputs)
+            if isinstance(base, torch.distributions.Bernoulli):
+                return cls("bernoulli", samples=base.probs, outputs=outputs)
+            if isinstance(base, torch.distributions.Normal):
+                scale = base.scale.expand_as(base.loc)
+                return cls("gaussian", samples=base.loc, scale=scale, outputs=outputs)
+        return cls("generic", dist=per_draw, outputs=outputs, mc_draws=mc_draws, seed=seed)
+
+    @classmethod
+    def cat(cls, parts: Sequence[Prediction]) -> Prediction:
+        """One Prediction from predictions of the same inputs, concatenated along the draws.
+
+        :param parts: predictions of one kind (chunks of draws, in order).
+        :returns: a :class:`Prediction` with ``sum(p.num_samples for p in parts)`` draws; a
+            generic one keeps the chunks' distributions (:attr:`dists`) and the first part's
+            ``mc_draws`` and ``seed``.
+        :raises ValueError: for no parts or mixed kinds.
+
+        Example::
+
+            >>> import torch
+            >>> a = Prediction("gaussian", samples=torch.zeros(2, 3), scale=torch.ones(2, 3))
+            >>> Prediction.cat([a, a]).num_samples
+            4
+        """
+        if not parts:
+            raise ValueError("Expected at least one Prediction to concatenate, got none.")
+        kinds = {p.kind for p in parts}
+        if len(kinds) != 1:
+            raise ValueError(f"Expected predictions of one kind, got kinds {sorted(kinds)}.")
+        first = parts[0]
+        outs = [p.outputs for p in parts]
+        outputs = None if any(o is None for o in outs) else torch.cat(cast(list[Tensor], outs))
+        if first.kind == "generic":
+            dists = [d for p in parts for d in p.dists]
+            return cls(
+                "generic", dist=dists, outputs=outputs, mc_draws=first.mc_draws, seed=first.seed
+            )
+        scales = [p.scale for p in parts]
+        if any(s is None for s in scales) and not all(s is None for s in scales):
+            raise ValueError("Expected every part with a scale, or none, got a mix.")
+        scale = None if scales[0] is None else torch.cat(cast(list[Tensor], scales))
+        samples = torch.cat([p.samples for p in parts])
+        return cls(first.kind, samples=samples, scale=scale, outputs=outputs)
+
+    @property
+    def dist(self) -> Distribution | None:
+        """The per-draw predictive distribution of a generic prediction (``None`` otherwise).
+
+        :raises ValueError: for a generic prediction concatenated from several chunks (read
+            :attr:`dists` instead).
+        """
+        if not self.dists:
+            return None
+        if len(self.dists) > 1:
+            raise ValueError(
+                f"Expected a single per-draw distribution, got {len(self.dists)} chunks "
+                "(Prediction.cat): read .dists."
+            )
+        return self.dists[0]
+
     def __repr__(self) -> str:
+        family = f", family={type(self.dists[0]).__name__}" if self.dists else ""
         return (
             f"Prediction(kind={self.kind!r}, num_samples={self.num_samples}, "
-            f"num_data={self.samples.shape[1]}, shape={tuple(self.samples.shape)})"
+            f"num_data={self.samples.shape[1]}, shape={tuple(self.samples.shape)}{family})"
         )
 
     @property
@@ -454,15 +752,15 @@ class Prediction:
     @property
     def mean(self) -> Tensor:
         r"""Predictive mean :math:`\frac1S\sum_s \theta_s`: probabilities ``(N, C)`` / ``(N, ...)``
-        for classification, the predictive mean ``(N, ...)`` for gaussian."""
+        for classification, the predictive mean ``(N, ...)`` for gaussian and generic."""
         return self.samples.mean(0)
 
     @property
     def probs(self) -> Tensor:
         """Predictive probabilities (alias of :attr:`mean`); classification only."""
-        if self.kind == "gaussian":
+        if self.kind in ("gaussian", "generic"):
             raise AttributeError(
-                "Prediction(kind='gaussian') has no probs: use .mean and .variance (or "
+                f"Prediction(kind={self.kind!r}) has no probs: use .mean and .variance (or "
                 ".interval()) for a regression predictive."
             )
         return self.mean
@@ -471,11 +769,14 @@ class Prediction:
     def variance(self) -> Tensor:
         r"""Variance of the predictive distribution, shape ``(N, ...)`` / ``(N, C)``.
 
-        Gaussian: the total predictive variance :math:`\overline{\sigma^2} + \mathrm{Var}_s[\mu_s]`.
+        Gaussian and generic: the total predictive variance
+        :math:`\frac1S\sum_s \mathrm{Var}[y \mid \theta_s] + \mathrm{Var}_s[E[y \mid \theta_s]]`.
         Classification: the variance of the class indicator, :math:`\bar p (1 - \bar p)`.
         """
         if self.kind == "gaussian":
             return _decompose(None, self.samples, self.scale, None, stacklevel=2).total
+        if self.kind == "generic":
+            return self._decompose_generic(stacklevel=2).total
         mean = self.mean
         return mean * (1.0 - mean)
 
@@ -488,13 +789,23 @@ class Prediction:
         """Split the predictive uncertainty into total, aleatoric and epistemic parts.
 
         See :func:`decompose` for the formulas (entropies for classification, variances for
-        gaussian).
+        gaussian); the generic kind uses the law of total variance (see :class:`Prediction`).
 
         :returns: A :class:`Decomposition` with fields of shape ``(N,)`` or ``(N, ...)``.
         """
         if self.kind == "gaussian":
             return _decompose(None, self.samples, self.scale, "gaussian", stacklevel=2)
+        if self.kind == "generic":
+            return self._decompose_generic(stacklevel=2)
         return _decompose(self.samples, None, None, self.kind, stacklevel=2)
+
+    def _decompose_generic(self, stacklevel: int) -> Decomposition:
+        assert self._variances is not None
+        if self.num_samples == 1:
+            _warn_single_draw(stacklevel + 1)
+        aleatoric = self._variances.mean(0)
+        epistemic = self.samples.var(0, correction=0)
+        return Decomposition(aleatoric + epistemic, aleatoric, epistemic, "variance")
 
     def _check_y(self, y: object) -> Tensor:
         event_shape = (
@@ -509,7 +820,7 @@ class Prediction:
                 f"Expected y of shape {tuple(event_shape)} to match the prediction "
                 f"{self!r}, got shape {tuple(y.shape)}."
             )
-        _check_finite("y", y)
+        check_finite("y", y)
         if self.kind == "categorical":
             if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
                 raise TypeError(
@@ -529,6 +840,8 @@ class Prediction:
                     "Expected binary labels y in {0, 1} for kind='bernoulli', got other values."
                 )
             return y.to(self.samples.dtype)
+        if self.kind == "generic":
+            return y  # the family's log_prob decides the dtype and checks the support
         return y.to(self.samples.dtype)
 
     def log_prob(self, y: Tensor) -> Tensor:
@@ -542,7 +855,8 @@ class Prediction:
         over the trailing dims before mixing, giving the joint density of datum ``n``.
 
         :param y: Observations: class labels ``(N,)`` (integer) for categorical, labels in
-            ``{0, 1}`` of shape ``(N, ...)`` for bernoulli, real values ``(N, ...)`` for gaussian.
+            ``{0, 1}`` of shape ``(N, ...)`` for bernoulli, real values ``(N, ...)`` for gaussian,
+            values in the family's support of shape ``samples.shape[1:]`` for generic.
         :returns: ``(N,)`` log densities.
         :raises ValueError: For a gaussian prediction without ``scale`` (a point mass has no
             density), or labels of the wrong shape / range.
@@ -567,6 +881,8 @@ class Prediction:
         elif self.kind == "bernoulli":
             p = self.samples
             log_p = torch.where(y == 1, p.log(), torch.log1p(-p))
+        elif self.kind == "generic":
+            log_p = torch.cat([d.log_prob(y) for d in self.dists])
         else:
             assert self.scale is not None
             log_p = torch.distributions.Normal(self.samples, self.scale).log_prob(y)
@@ -576,8 +892,9 @@ class Prediction:
     def _require_gaussian_scale(self, what: str) -> Tensor:
         if self.kind != "gaussian":
             raise ValueError(
-                f"{what} is defined for kind='gaussian' only, got kind={self.kind!r}. For "
-                "classification use .probs (and metrics.ece for calibration)."
+                f"{what} is defined for kind='gaussian' only (and for 'generic' families), got "
+                f"kind={self.kind!r}. For classification use .probs (and metrics.ece for "
+                "calibration)."
             )
         if self.scale is None:
             raise ValueError(
@@ -587,11 +904,18 @@ class Prediction:
             )
         return self.scale
 
-    def quantile(self, q: float) -> Tensor:
-        r"""Quantile ``q`` of the Gaussian mixture predictive, shape ``(N, ...)``.
+    def _sorted_mixture_draws(self) -> Tensor:
+        """``S * mc_draws`` seeded draws of the mixture, sorted along dim 0 (generic kind)."""
+        with _seeded(self.seed):
+            draws = torch.cat([_as_float(d.sample((self.mc_draws,))) for d in self.dists], 1)
+        return draws.reshape((-1,) + draws.shape[2:]).sort(0).values
 
-        Solves :math:`\frac1S \sum_s \Phi((x - \mu_s) / \sigma_s) = q` by vectorised bisection
-        in float64 (accurate to about ``1e-12 * (1 + |x|)``).
+    def quantile(self, q: float) -> Tensor:
+        r"""Quantile ``q`` of the mixture predictive, shape ``(N, ...)``.
+
+        Gaussian: solves :math:`\frac1S \sum_s \Phi((x - \mu_s) / \sigma_s) = q` by vectorised
+        bisection in float64 (accurate to about ``1e-12 * (1 + |x|)``). Generic: the empirical
+        quantile of ``S * mc_draws`` seeded draws of the mixture (Monte Carlo).
 
         :param q: Probability level in ``(0, 1)``.
         :returns: ``(N, ...)`` quantiles.
@@ -603,18 +927,23 @@ class Prediction:
             >>> pred.quantile(0.5)
             tensor([0., 0.])
         """
-        scale = self._require_gaussian_scale("quantile")
+        scale = None if self.kind == "generic" else self._require_gaussian_scale("quantile")
         if not isinstance(q, (int, float)) or not 0.0 < q < 1.0:
             raise ValueError(f"Expected a quantile level q in (0, 1), got {q!r}.")
+        if scale is None:
+            return _sorted_quantile(self._sorted_mixture_draws(), float(q))
         return _mixture_normal_quantile(self.samples, scale, float(q))
 
     def interval(self, level: float = 0.95) -> tuple[Tensor, Tensor]:
-        r"""Central predictive interval of the Gaussian mixture with probability ``level``.
+        r"""Central predictive interval of the mixture with probability ``level``.
 
         .. math::
 
             [\,F^{-1}(\tfrac{1 - \text{level}}2),\; F^{-1}(\tfrac{1 + \text{level}}2)\,],
             \quad F(x) = \frac1S \sum_s \Phi\!\left(\frac{x - \mu_s}{\sigma_s}\right)
+
+        for gaussian; for generic :math:`F` is the empirical CDF of the seeded mixture draws
+        (both bounds from the same draws).
 
         :param level: Coverage probability in ``(0, 1)``.
         :returns: ``(lower, upper)``, each ``(N, ...)``.
@@ -627,20 +956,35 @@ class Prediction:
             >>> round(float(upper), 4)
             1.96
         """
-        self._require_gaussian_scale("interval")
+        if self.kind != "generic":
+            self._require_gaussian_scale("interval")
         if not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
             raise ValueError(f"Expected an interval level in (0, 1), got {level!r}.")
+        if self.kind == "generic":
+            draws = self._sorted_mixture_draws()
+            return (
+                _sorted_quantile(draws, 0.5 * (1.0 - level)),
+                _sorted_quantile(draws, 0.5 * (1.0 + level)),
+            )
         return self.quantile(0.5 * (1.0 - level)), self.quantile(0.5 * (1.0 + level))
 
     def sample_y(self, generator: torch.Generator | None = None) -> Tensor:
         r"""Draw one observation per posterior draw, shape ``(S, N, ...)``.
 
         Categorical draws are integer labels ``(S, N)``; bernoulli draws are ``0./1.`` floats;
-        gaussian draws are ``loc + scale * eps`` (just ``loc`` when ``scale`` is ``None``).
+        gaussian draws are ``loc + scale * eps`` (just ``loc`` when ``scale`` is ``None``);
+        generic draws come from the family's ``sample`` (with a ``generator``: on the global
+        RNG seeded from it, then restored).
 
         :param generator: Optional random generator for reproducibility.
         :returns: ``(S, N, ...)`` draws from :math:`p(y \mid \theta_s)`.
         """
+        if self.kind == "generic":
+            if generator is None:
+                return torch.cat([d.sample() for d in self.dists])
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+            with _seeded(seed):
+                return torch.cat([d.sample() for d in self.dists])
         if self.kind == "categorical":
             flat = self.samples.reshape(-1, self.samples.shape[-1])
             draws = torch.multinomial(flat, 1, generator=generator)

@@ -103,11 +103,6 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
 #: Today's imports of a private name from another module (importer, module, name). A ratchet.
 KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str, str]] = frozenset(
     {
-        ("metrics", "uncertainty", "_broadcast_scale"),
-        ("metrics", "uncertainty", "_check_categorical_probs"),
-        ("metrics", "uncertainty", "_check_finite"),
-        ("metrics", "uncertainty", "_check_ndim"),
-        ("metrics", "uncertainty", "_check_tensor"),
     }
 )
 

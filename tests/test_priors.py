@@ -1,4 +1,5 @@
-"""Priors: shapes, dtypes, formulas, the accepted forms, and the include predicate."""
+"""Priors: shapes, dtypes, formulas, the accepted forms, and the include predicate; each
+built-in prior passes :class:`pyro_bdl.testing.PriorContract`."""
 
 import math
 
@@ -16,6 +17,7 @@ from pyro_bdl.priors import (
     ScaleMixturePrior,
     as_prior,
 )
+from pyro_bdl.testing import PriorContract
 
 
 def net():
@@ -111,3 +113,31 @@ def test_prior_shape_errors_and_bad_forms():
         IIDPrior(dist.Normal(torch.zeros(2), 1.0))
     with pytest.raises(TypeError, match="callable"):
         IIDPrior(dist.Normal(0.0, 1.0), include="weights")
+
+
+# ------------------------------------------------------------- the shipped contract, per prior
+class TestIIDPriorContract(PriorContract):
+    def make(self):
+        return IIDPrior(dist.Normal(0.0, 2.0))
+
+
+class TestIIDPriorLastLayerContract(PriorContract):
+    expected_random = ("2.weight", "2.bias")
+
+    def make(self):
+        return IIDPrior(dist.Laplace(0.0, 1.0), include=lambda name, p: name.startswith("2."))
+
+
+@pytest.mark.parametrize("method", ["kaiming", "xavier", "radford"])
+class TestLayerwiseNormalPriorContract(PriorContract):
+    @pytest.fixture(autouse=True)
+    def _method(self, method):
+        self.method = method
+
+    def make(self):
+        return LayerwiseNormalPrior(self.method, nonlinearity="tanh")
+
+
+class TestScaleMixturePriorContract(PriorContract):
+    def make(self):
+        return ScaleMixturePrior(0.25, 1.0, math.exp(-3))

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.nn import PyroModule
 from torch import Tensor
@@ -109,8 +110,26 @@ def base_distribution(d: Distribution, cls: type[D], likelihood: str) -> D:
 class Likelihood(PyroModule):
     """Base class: an observation model with exactly one sample site, ``"obs"``.
 
-    Subclasses implement :meth:`predictive_dist` (the distribution of y given network outputs,
-    batch shape ``sample_shape + (N,)``), :meth:`check_target` and :meth:`prediction`.
+    A subclass implements :meth:`predictive_dist` (the distribution of y given network outputs,
+    batch shape ``sample_shape + (N,)``); everything else has a generic default:
+    :meth:`check_target` checks the targets' shape and support against that distribution,
+    :meth:`log_density` is its ``log_prob``, :meth:`prediction` is
+    :meth:`Prediction.from_dist <pyro_bdl.uncertainty.Prediction.from_dist>` (closed forms for
+    Categorical, Bernoulli and Normal, Monte Carlo otherwise). Closed forms and faster paths may
+    override them; ``pyro_bdl.testing.LikelihoodContract`` checks that they agree. A new family
+    is one class:
+
+    >>> import torch
+    >>> from torch.distributions import Poisson
+    >>> class PoissonLikelihood(Likelihood):
+    ...     def predictive_dist(self, f, sample_ndim=0):
+    ...         return Poisson(f.squeeze(-1).exp())  # outputs (N, 1): log-rates
+    >>> lik = PoissonLikelihood()
+    >>> lik.check_target(torch.tensor([0.0, 3.0]), torch.zeros(2, 1))
+    tensor([0., 3.])
+    >>> pred = lik.prediction_from_outputs(torch.zeros(4, 2, 1))  # S = 4 draws, N = 2
+    >>> pred.kind, pred.mean
+    ('generic', tensor([1., 1.]))
 
     :param dataset_size: number of data points N the ELBO is scaled to. ``None`` means: the size
         ``BNN.fit`` is given, or the current batch when the model is called directly.
@@ -123,8 +142,9 @@ class Likelihood(PyroModule):
         tensor([0, 2])
     """
 
-    #: kind of :class:`~pyro_bdl.uncertainty.Prediction` this likelihood produces.
-    kind: str = ""
+    #: kind of :class:`~pyro_bdl.uncertainty.Prediction` this likelihood produces: ``"generic"``
+    #: unless a subclass's predictive distribution has a closed form (set it there).
+    kind: str = "generic"
 
     def __init__(self, dataset_size: int | None = None) -> None:
         super().__init__()
@@ -142,12 +162,45 @@ class Likelihood(PyroModule):
         raise NotImplementedError
 
     def check_target(self, y: Tensor, f: Tensor, sample_ndim: int = 0) -> Tensor:
-        """Validate targets ``y`` (shape ``(N, ...)``) against outputs ``f``; return y as used."""
-        raise NotImplementedError
+        """Validate targets ``y`` (shape ``(N, ...)``) against outputs ``f``; return y as used.
+
+        The generic default: :meth:`validate_target` (a finite tensor), ``N`` rows, the
+        per-datum shape of :meth:`predictive_dist` (its batch shape after ``(N,)``, then its
+        event shape) and values in its support. The distribution is built with every Pyro site
+        inside it blocked (a sampled noise precision is not recorded twice). ``y`` is returned
+        unchanged.
+
+        :raises ValueError: for the wrong number of rows, per-datum shape or a value outside the
+            support.
+        """
+        self.validate_target(y)
+        self._check_rows(y, f, sample_ndim)
+        with poutine.block():
+            d = self.predictive_dist(f, sample_ndim)
+        per_datum = d.batch_shape[sample_ndim + 1 :] + d.event_shape
+        if y.shape[1:] != per_datum:
+            raise ValueError(
+                f"Expected targets y of shape (N, *{tuple(per_datum)}) to match the predictive "
+                f"distribution {type(d).__name__} (batch {tuple(d.batch_shape)}, event "
+                f"{tuple(d.event_shape)}), but got y of shape {tuple(y.shape)}."
+            )
+        support = d.support
+        inside = support.check(y) if support is not None else None
+        if inside is not None and y.numel() and not bool(inside.all()):
+            raise ValueError(
+                f"Expected targets y in the support of {type(d).__name__} ({support}), but "
+                f"{int((~inside).sum())} of {inside.numel()} are outside it."
+            )
+        return y
 
     def prediction(self, d: Distribution) -> Prediction:
-        """Turn per-draw predictive distributions (batch ``(S, N)``) into a Prediction."""
-        raise NotImplementedError
+        """Turn per-draw predictive distributions (batch ``(S, N)``) into a Prediction.
+
+        The generic default is :meth:`Prediction.from_dist
+        <pyro_bdl.uncertainty.Prediction.from_dist>`: a closed form for Categorical, Bernoulli
+        and Normal, the ``"generic"`` kind (Monte Carlo) for any other family.
+        """
+        return Prediction.from_dist(d)
 
     def prediction_from_outputs(self, f: Tensor, sample_ndim: int = 1) -> Prediction:
         """``prediction(predictive_dist(f, sample_ndim))``: the Prediction of stacked outputs.

@@ -11,6 +11,8 @@ workflows of :mod:`pyro_bdl.workflows.teachers`; these likelihoods never see the
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -160,6 +162,15 @@ class Distillation(Likelihood):
         logits = base_distribution(d, DistillationCategorical, "Distillation").logits
         return Prediction("categorical", samples=torch.softmax(logits, dim=-1))
 
+    def config(self) -> dict[str, Any] | None:
+        """The constructor arguments (``soft_weight`` as used: ``T²`` when it was ``None``)."""
+        return {
+            "temperature": self.temperature,
+            "hard_weight": self.hard_weight,
+            "soft_weight": self.soft_weight,
+            "dataset_size": self.dataset_size,
+        }
+
     def __repr__(self) -> str:
         return (
             f"Distillation(temperature={self.temperature}, soft_weight={self.soft_weight}, "
@@ -263,6 +274,10 @@ class GaussianDistillation(Likelihood):
     def prediction(self, d: Distribution) -> Prediction:
         base = base_distribution(d, ExpectedNormal, "GaussianDistillation")
         return Prediction("gaussian", samples=base.loc, scale=base.scale)
+
+    def config(self) -> dict[str, Any] | None:
+        """The constructor arguments."""
+        return {"min_scale": self.min_scale, "dataset_size": self.dataset_size}
 
     def __repr__(self) -> str:
         return f"GaussianDistillation(min_scale={self.min_scale})"

@@ -34,6 +34,9 @@ def test_t_squared_scale_gives_gradient_t_times_q_minus_p(t):
 
 
 class TestDistillation(LikelihoodContract):
+    #: its prediction is the untempered student softmax(z), not the tempered predictive
+    prediction_is_predictive = False
+
     def make(self):
         return Distillation(2.0)
 
@@ -95,6 +98,8 @@ class TestDistillation(LikelihoodContract):
 
 
 class TestDistillationWithLabels(LikelihoodContract):
+    prediction_is_predictive = False  # the untempered student, as above
+
     def make(self):
         return Distillation(2.0, hard_weight=0.5)
 
@@ -127,6 +132,9 @@ def test_student_elbo_data_term_is_scaled_to_the_dataset(guide):
 
 
 class TestGaussianDistillation(LikelihoodContract):
+    #: ExpectedNormal scores the teacher's moments; the prediction is the student's Normal
+    prediction_is_predictive = False
+
     def make(self):
         return GaussianDistillation()
 

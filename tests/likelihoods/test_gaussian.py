@@ -56,6 +56,36 @@ class TestHomoskedasticGaussian(LikelihoodContract):
         torch.testing.assert_close(trace.nodes["obs"]["fn"].scale, prec.rsqrt().expand(N))
 
 
+class TestLearnedScaleGaussian(LikelihoodContract):
+    """HomoskedasticGaussian(scale=None): the scale is a point estimate (PyroParam, init 1.5)."""
+
+    def make(self):
+        return HomoskedasticGaussian(init_scale=1.5)
+
+    def outputs(self, sample_shape=()):
+        return torch.randn(sample_shape + (N, 2))
+
+    def targets(self):
+        return torch.linspace(-1, 1, 2 * N).reshape(N, 2)
+
+    def direct_log_prob(self, lik, f, y):
+        return torch.distributions.Normal(f, 1.5).log_prob(y).sum(-1)
+
+
+class TestPrecisionPriorGaussian(LikelihoodContract):
+    """HomoskedasticGaussian(precision_prior=Gamma): the reference draws the precision under the
+    contract's seed, like the likelihood (no direct_log_prob)."""
+
+    def make(self):
+        return HomoskedasticGaussian(precision_prior=dist.Gamma(2.0, 1.0))
+
+    def outputs(self, sample_shape=()):
+        return torch.randn(sample_shape + (N, 1))
+
+    def targets(self):
+        return torch.linspace(-1, 1, N)
+
+
 class TestHeteroskedasticGaussian(LikelihoodContract):
     def make(self):
         return HeteroskedasticGaussian()
