@@ -296,8 +296,8 @@ def _decompose(
         if scale.numel() and float(scale.detach().min()) < 0.0:
             raise ValueError(
                 f"Expected scale >= 0 (a standard deviation), got a minimum of "
-                f"{float(scale.detach().min()):.3g}. If the network outputs an unconstrained scale, "
-                "apply softplus or exp first."
+                f"{float(scale.detach().min()):.3g}. If the network outputs an unconstrained "
+                "scale, apply softplus or exp first."
             )
         aleatoric = scale.square().mean(0)
     if loc.shape[0] == 1:

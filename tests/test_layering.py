@@ -101,10 +101,7 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 #: Today's imports of a private name from another module (importer, module, name). A ratchet.
-KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str, str]] = frozenset(
-    {
-    }
-)
+KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str, str]] = frozenset({})
 
 HOW_TO_FIX = (
     "Move the shared code down to a layer both may import (a public name in a lower module), "

@@ -179,15 +179,9 @@ def predictive_dists(
 
 
 def concatenate(parts: list[Prediction]) -> Prediction:
-    """One :class:`~pyro_bdl.uncertainty.Prediction` from chunks of draws, in order."""
-    if len(parts) == 1:
-        return parts[0]
-    scales = [p.scale for p in parts]
-    return Prediction(
-        parts[0].kind,
-        samples=torch.cat([p.samples for p in parts]),
-        scale=None if scales[0] is None else torch.cat([s for s in scales if s is not None]),
-    )
+    """One :class:`~pyro_bdl.uncertainty.Prediction` from chunks of draws, in order (any kind,
+    the generic one included: :meth:`~pyro_bdl.uncertainty.Prediction.cat`)."""
+    return parts[0] if len(parts) == 1 else Prediction.cat(parts)
 
 
 def predict(
