@@ -85,10 +85,16 @@ class BNN(PyroModule):
 
     Example::
 
-        >>> net = nn.Sequential(nn.Linear(1, 50), nn.Tanh(), nn.Linear(50, 1))
+        >>> import pyro.distributions as dist
+        >>> from pyro_bdl import HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 20).unsqueeze(-1)  # (N, 1)
+        >>> y = torch.sin(3 * x[:, 0])  # (N,)
+        >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
         >>> bnn = BNN(net, dist.Normal(0., 1.), HomoskedasticGaussian(scale=0.1))
-        >>> fit = bnn.fit(x, y, epochs=200, lr=1e-2, progress=False)  # x (N, 1), y (N,)
-        >>> pred = bnn.predict(x_test, num_samples=100)  # pred.samples: (100, M)
+        >>> fit = bnn.fit(x, y, epochs=5, lr=1e-2, progress=False)
+        >>> pred = bnn.predict(x[:4], num_samples=100)
+        >>> pred.samples.shape  # (S, M)
+        torch.Size([100, 4])
     """
 
     def __init__(
@@ -196,7 +202,13 @@ class BNN(PyroModule):
 
         Example::
 
-            >>> bnn.check_data(x, y)  # raises before anything is fitted or drawn
+            >>> import pyro.distributions as dist
+            >>> from pyro_bdl import Categorical
+            >>> bnn = BNN(nn.Linear(2, 3), dist.Normal(0., 1.), Categorical())
+            >>> bnn.check_data(torch.zeros(4, 2), torch.tensor([0, 1, 2, 3]))
+            Traceback (most recent call last):
+            ...
+            ValueError: Expected class labels in [0, 2] for a network with 3 outputs, ...
         """
         return self.bayesian_model.check_data(x, y)
 
@@ -279,8 +291,16 @@ class BNN(PyroModule):
 
         Example::
 
-            >>> result = bnn.fit(x, y, epochs=100, batch_size=128, lr=1e-2, progress=False)
-            >>> result.elbo[-1], result.loglik[-1], result.kl[-1]  # nats per datum
+            >>> import pyro.distributions as dist
+            >>> from pyro_bdl import HomoskedasticGaussian
+            >>> x = torch.linspace(-1, 1, 20).unsqueeze(-1)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> bnn = BNN(net, dist.Normal(0., 1.), HomoskedasticGaussian(scale=0.1))
+            >>> result = bnn.fit(x, x[:, 0], epochs=3, batch_size=8, lr=1e-2, progress=False)
+            >>> result  # doctest: +ELLIPSIS
+            FitResult(epochs=3, steps=9, elbo/N=...)
+            >>> len(result.step_elbo), result.elbo[-1] == result.loglik[-1] - result.kl[-1]
+            (9, True)
         """
         strategy = resolve_strategy(distributed, strategy)
         options = FitOptions(epochs, num_particles, vectorize_particles, shuffle, seed, elbo)
@@ -354,8 +374,19 @@ class BNN(PyroModule):
 
         Example::
 
-            >>> bnn.save("posterior.pt")
-            >>> again = BNN.load("posterior.pt", net=make_net())
+            >>> import tempfile, pyro.distributions as dist
+            >>> from pyro_bdl import HomoskedasticGaussian
+            >>> def make_net():
+            ...     return nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> bnn = BNN(make_net(), dist.Normal(0., 1.), HomoskedasticGaussian(scale=0.1))
+            >>> x = torch.linspace(-1, 1, 10).unsqueeze(-1)
+            >>> _ = bnn.fit(x, x[:, 0], epochs=2, progress=False)
+            >>> folder = tempfile.TemporaryDirectory()
+            >>> path = bnn.save(f"{folder.name}/posterior.pt")
+            >>> again = BNN.load(path, net=make_net())
+            >>> torch.equal(again.predict(x, 5, seed=0).samples, bnn.predict(x, 5, seed=0).samples)
+            True
+            >>> folder.cleanup()
         """
         if not callable(getattr(self.guide, "state_dict", None)):
             raise TypeError(
@@ -392,6 +423,7 @@ class BNN(PyroModule):
 
             >>> bnn = BNN.load("posterior.pt", net=nn.Sequential(nn.Linear(1, 50), nn.Tanh(),
             ...                                                  nn.Linear(50, 1)))
+            ... # doctest: +SKIP
         """
         config, tensors = read_posterior(path)
         cfg = config["bnn"]
@@ -470,8 +502,12 @@ class BNN(PyroModule):
 
         Example::
 
-            >>> pred = bnn.predict(x_test, num_samples=200)
-            >>> pred.mean.shape, pred.decompose().epistemic.shape
+            >>> import pyro.distributions as dist
+            >>> from pyro_bdl import Categorical
+            >>> bnn = BNN(nn.Linear(2, 3), dist.Normal(0., 1.), Categorical())
+            >>> pred = bnn.predict(torch.randn(5, 2), num_samples=200)  # (S, N, C) draws
+            >>> pred.samples.shape, pred.mean.shape, pred.decompose().epistemic.shape
+            (torch.Size([200, 5, 3]), torch.Size([5, 3]), torch.Size([5]))
         """
         if distributed:
             from .distributed import predict_distributed
@@ -511,9 +547,17 @@ class BNN(PyroModule):
 
         Example::
 
-            >>> mcmc = MCMC(NUTS(bnn.model), num_samples=500, warmup_steps=500)
-            >>> mcmc.run(x, y)
-            >>> pred = bnn.predict_from_samples(x_test, mcmc.get_samples())
+            >>> import pyro.distributions as dist
+            >>> from pyro.infer import MCMC, NUTS
+            >>> from pyro_bdl import HomoskedasticGaussian
+            >>> x = torch.linspace(-1, 1, 10).unsqueeze(-1)
+            >>> bnn = BNN(nn.Linear(1, 1), dist.Normal(0., 1.), HomoskedasticGaussian(scale=0.1))
+            >>> mcmc = MCMC(NUTS(bnn.model), num_samples=20, warmup_steps=20,
+            ...             disable_progbar=True)
+            >>> mcmc.run(x, 2 * x[:, 0])
+            >>> pred = bnn.predict_from_samples(x, mcmc.get_samples())
+            >>> pred.samples.shape  # (S, N)
+            torch.Size([20, 10])
         """
         x, _ = self.check_data(x)
         self.bayesian_model.check_draws(samples)
@@ -533,7 +577,12 @@ class BNN(PyroModule):
 
         Example::
 
-            >>> draws = bnn.posterior(x).sample(10)  # Draws: draws.sites["0.weight"] (10, ...)
+            >>> import pyro.distributions as dist
+            >>> from pyro_bdl import Categorical
+            >>> bnn = BNN(nn.Linear(2, 3), dist.Normal(0., 1.), Categorical())
+            >>> draws = bnn.posterior(torch.randn(4, 2)).sample(10)
+            >>> draws.sites["weight"].shape  # (S, *shape)
+            torch.Size([10, 3, 2])
         """
         self.ensure_guide(x)
         model = self.bayesian_model

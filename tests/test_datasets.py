@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import require_or_skip
 
 from pyro_bdl import datasets
 from pyro_bdl.datasets import (
@@ -25,6 +24,8 @@ from pyro_bdl.datasets import (
     toy_regression,
     uci_splits,
 )
+
+from .conftest import require_or_skip
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_or_skip
+
+from .conftest import require_or_skip
 
 pytestmark = pytest.mark.slow  # a full docs build with executed tutorials takes minutes
 

@@ -26,9 +26,9 @@ from pyro_bdl.guides import (
     MaskedWeight,
     build_guide,
     relaxed_keep_mask,
-    to_dropout_net,
 )
 from pyro_bdl.infer import elbo_terms
+from pyro_bdl.workflows.dropout_nets import from_dropout_net, to_dropout_net
 
 N, B, L2 = 64, 16, 4.0  # data size, minibatch, prior precision l^2 (prior std 0.5)
 
@@ -129,7 +129,7 @@ def test_predictions_equal_mc_dropout_passes_of_the_exported_and_imported_nets()
         mc = torch.stack([exported(x).squeeze(-1) for _ in range(7)])
     torch.testing.assert_close(pred.samples, mc, rtol=0, atol=1e-12)
     # and back: a trained dropout network read as a posterior without retraining
-    imported = BernoulliDropout.from_dropout_net(exported, HomoskedasticGaussian(0.5))
+    imported = from_dropout_net(exported, HomoskedasticGaussian(0.5))
     assert imported.guide is not None and all(
         not isinstance(m, nn.Dropout) for m in imported.net.modules()
     )
@@ -151,7 +151,7 @@ def test_conv_net_masks_input_channels_like_dropout2d():
         nn.Linear(4 * 4 * 4, 2),
     )
     x = torch.randn(5, 2, 6, 6)
-    bnn = BernoulliDropout.from_dropout_net(net, Categorical())
+    bnn = from_dropout_net(net, Categorical())
     pred = bnn.predict(x, num_samples=4, chunk_size=1, seed=9)
     net.train()
     torch.manual_seed(9)
@@ -318,11 +318,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"init_p in \(0, 1\)"):
         ConcreteDropout(0.0)
     with pytest.raises(ValueError, match="no nn.Dropout|found none"):
-        BernoulliDropout.from_dropout_net(mlp(), HomoskedasticGaussian(1.0))
+        from_dropout_net(mlp(), HomoskedasticGaussian(1.0))
     with pytest.raises(ValueError, match="Expected Dropout2d before Conv2d"):
-        BernoulliDropout.from_dropout_net(
-            nn.Sequential(nn.Dropout(0.1), nn.Conv2d(1, 1, 1)), Categorical()
-        )
+        from_dropout_net(nn.Sequential(nn.Dropout(0.1), nn.Conv2d(1, 1, 1)), Categorical())
     x, y = data()
     only_bias = BNN(
         mlp(),
@@ -374,3 +372,18 @@ def test_mean_field_guide_api():
     with pytest.raises(TypeError, match="builder"):
         build_guide(3, bnn.model)
     assert isinstance(build_guide(BernoulliDropout(0.1), bnn.model), AutoDropout)
+
+
+def test_the_dropout_net_functions_keep_their_old_homes_for_one_release():
+    """``guides.to_dropout_net`` and ``BernoulliDropout.from_dropout_net`` moved to
+    ``pyro_bdl.workflows.dropout_nets`` (guides never build a BNN); the old names still work
+    for one release, with a FutureWarning naming the new home."""
+    import pyro_bdl.guides as guides
+
+    with pytest.warns(FutureWarning, match="workflows.dropout_nets.to_dropout_net"):
+        assert guides.to_dropout_net is to_dropout_net
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Dropout(0.25), nn.Linear(4, 3))
+    with pytest.warns(FutureWarning, match="workflows.dropout_nets.from_dropout_net"):
+        old = BernoulliDropout.from_dropout_net(net, Categorical(), name="old-home")
+    new = from_dropout_net(net, Categorical(), name="new-home")
+    assert old.guide_spec.p == new.guide_spec.p == {"3.weight": 0.25}

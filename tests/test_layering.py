@@ -97,7 +97,7 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
     {
         ("bnn", "distributed"),  # lazy: fit/predict with distributed=True (a strategy instead)
         ("report", "cli"),  # deprecation shim of pyro_bdl.cli.report, FutureWarning, one release
-        ("guides", "bnn"),  # lazy, in a guide's method: guides never see a BNN
+        ("guides", "workflows"),  # deprecation shim of BernoulliDropout.from_dropout_net
     }
 )
 #: Today's imports of a private name from another module (importer, module, name). A ratchet.

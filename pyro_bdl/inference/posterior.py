@@ -18,7 +18,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
-from ..guides import MaskedWeight
+from ..distributions.masked_weight import MaskedWeight
 
 if TYPE_CHECKING:
     from ..model import BayesianModel
@@ -80,7 +80,7 @@ class SamplesPosterior:
     Example::
 
         >>> post = SamplesPosterior({"weight": torch.randn(10, 1, 3), "bias": torch.zeros(10, 1)})
-        >>> post.num_draws, post.sample(4, offset=8).num
+        >>> post.num_draws, post.sample(2, offset=8).num  # draws 8 and 9
         (10, 2)
     """
 
@@ -256,8 +256,8 @@ def per_draw(lp: torch.Tensor | float, num: int) -> torch.Tensor:
 
     Example::
 
-        >>> per_draw(torch.ones(3, 1), 3)
-        tensor([1., 1., 1.])
+        >>> per_draw(torch.ones(3, 1), 3)  # float64 sums
+        tensor([1., 1., 1.], dtype=torch.float64)
     """
     if not torch.is_tensor(lp):
         return torch.full((num,), float(lp), dtype=torch.float64)

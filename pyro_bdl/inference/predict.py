@@ -102,6 +102,7 @@ def iter_draw_chunks(
 
     Example::
 
+        >>> from pyro_bdl.inference import SamplesPosterior
         >>> post = SamplesPosterior({"w": torch.zeros(5, 2)})
         >>> [(s, d.num) for s, d in iter_draw_chunks(post, 5, chunk=2)]
         [(0, 2), (2, 2), (4, 1)]

@@ -39,8 +39,8 @@ HINT = "Lower the learning rate, use a smaller init_scale for the guide, or stan
 
 
 def checksum(t: torch.Tensor, rows: int = 1024) -> float:
-    """Sum of |entries| of up to ``rows`` evenly spaced rows (cheap on a memory-mapped tensor);
-    processes compare it to check they were given the same data.
+    """Sum of the absolute entries of up to ``rows`` evenly spaced rows (cheap on a
+    memory-mapped tensor); processes compare it to check they were given the same data.
 
     Example::
 

@@ -1,0 +1,104 @@
+"""From a guide specification to a guide: builders, AutoGuide classes, plain data."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pyro.infer.autoguide import AutoGuide
+
+from ..nn import init_to_net
+from .dropout import BernoulliDropout, ConcreteDropout
+from .mean_field import MeanFieldNormal
+
+__all__ = ["GuideLike", "build_guide", "guide_config", "guide_from_config"]
+
+GuideLike = Any  # a builder ``model -> guide``, an AutoGuide subclass, or None
+
+
+def build_guide(spec: GuideLike, model: Callable) -> Callable:
+    """Build the guide for ``model`` from a builder, an AutoGuide class or ``None``.
+
+    An AutoGuide class is instantiated as ``cls(model)``, with ``init_loc_fn=init_to_net`` when the
+    class accepts it (so it starts at the network's weights). ``None`` means
+    :class:`MeanFieldNormal` with its defaults.
+
+    Example::
+
+        >>> from pyro.infer.autoguide import AutoDelta
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)  # 8 rows
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
+        >>> guide = build_guide(AutoDelta, bnn.model)  # starts at the network's weights
+        >>> type(guide).__name__
+        'AutoDelta'
+    """
+    if spec is None:
+        spec = MeanFieldNormal()
+    if isinstance(spec, AutoGuide):
+        raise TypeError(
+            "Expected a guide builder (e.g. MeanFieldNormal() or the class AutoNormal), but got an "
+            "AutoGuide instance already bound to another model; pass its class instead."
+        )
+    if isinstance(spec, type) and issubclass(spec, AutoGuide):
+        kwargs = {}
+        if "init_loc_fn" in inspect.signature(spec).parameters:
+            kwargs["init_loc_fn"] = init_to_net
+        return spec(model, **kwargs)
+    if not callable(spec):
+        raise TypeError(
+            "Expected guide to be a builder model -> guide (e.g. MeanFieldNormal()), an AutoGuide "
+            f"class, or None, but got {type(spec).__name__}."
+        )
+    guide = spec(model)
+    if not callable(guide):
+        raise TypeError(
+            f"Expected the guide builder to return a callable guide, but got {guide!r}."
+        )
+    return guide
+
+
+def guide_config(spec: GuideLike) -> dict | None:
+    """Describe a guide specification as plain data (``None`` if it cannot be).
+
+    Example::
+
+        >>> guide_config(MeanFieldNormal(1e-3))
+        {'type': 'MeanFieldNormal', 'config': {'init_scale': 0.001, 'init_loc': 'net'}}
+    """
+    import pyro.infer.autoguide as autoguides
+
+    if spec is None:
+        spec = MeanFieldNormal()
+    name = spec.__name__ if isinstance(spec, type) else None
+    if name is not None and getattr(autoguides, name, None) is spec:
+        return {"type": "autoguide", "config": {"name": name}}
+    cfg = spec.config() if hasattr(spec, "config") else None
+    return None if cfg is None else {"type": type(spec).__name__, "config": cfg}
+
+
+def guide_from_config(cfg: Mapping) -> GuideLike:
+    """Rebuild a guide specification from :func:`guide_config`'s output (no code is run).
+
+    :raises ValueError: for an unknown guide type.
+    """
+    import pyro.infer.autoguide as autoguides
+
+    kind, args = cfg.get("type"), dict(cfg.get("config", {}))
+    if kind == "autoguide":
+        cls = getattr(autoguides, str(args.get("name")), None)
+        if not (isinstance(cls, type) and issubclass(cls, AutoGuide)):
+            raise ValueError(
+                f"Expected a pyro.infer.autoguide class, but got {args.get('name')!r}."
+            )
+        return cls
+    builders = {c.__name__: c for c in (MeanFieldNormal, BernoulliDropout, ConcreteDropout)}
+    if kind not in builders:
+        raise ValueError(f"Expected a guide type among {sorted(builders)}, but got {kind!r}.")
+    return builders[kind](**args)
