@@ -38,8 +38,8 @@ from .inference.loop import (
 )
 from .inference.optim import make_optim
 from .inference.posterior import DRAWS_PLATE, GuidePosterior, Posterior, SamplesPosterior
-from .inference.predict import predict
-from .inference.strategies import Strategy, resolve_strategy
+from .inference.predict import default_chunk, predict
+from .inference.strategies import Strategy, checksum, resolve_strategy
 from .likelihoods import OBS, Likelihood
 from .model import BayesianModel
 from .priors import Prior, PriorLike, as_prior
@@ -484,6 +484,7 @@ class BNN(PyroModule):
         seed: int | None = None,
         distributed: bool = False,
         posterior: Posterior | None = None,
+        strategy: Strategy | None = None,
     ) -> Prediction:
         """Posterior predictive: ``num_samples`` weight draws from the guide, batched in chunks.
 
@@ -496,7 +497,9 @@ class BNN(PyroModule):
             :class:`~pyro_bdl.inference.SamplesPosterior` of MCMC draws or ensemble members
             (``num_samples`` at most its ``num_draws``).
         :param distributed: split the forward work over an initialised ``torch.distributed``
-            group and gather the draws on every rank (the same draws as one process).
+            group and gather the draws on every rank (the same draws as one process):
+            ``strategy=DataParallel()``.
+        :param strategy: how the work is spread (default: one process).
         :return: a :class:`~pyro_bdl.uncertainty.Prediction` with ``samples`` of shape
             ``(S, N, ...)``.
 
@@ -509,23 +512,32 @@ class BNN(PyroModule):
             >>> pred.samples.shape, pred.mean.shape, pred.decompose().epistemic.shape
             (torch.Size([200, 5, 3]), torch.Size([5, 3]), torch.Size([5]))
         """
-        if distributed:
-            from .distributed import predict_distributed
+        strategy = resolve_strategy(distributed, strategy)
 
-            if posterior is not None:
-                raise ValueError("Expected posterior=None with distributed=True (the guide's).")
-            return predict_distributed(self, x, num_samples, seed=seed, chunk_size=chunk_size)
-        x, _ = self.check_data(x)
-        num_samples = positive_int("num_samples", num_samples)
-        if chunk_size is not None:
-            chunk_size = positive_int("chunk_size", chunk_size)
-        self.ensure_guide(x)
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
-            source = self.posterior(x) if posterior is None else posterior
-            pred = predict(self.bayesian_model, source, x, num_samples, chunk=chunk_size)
-            assert pred is not None  # every chunk is kept
+        def prepare() -> tuple[torch.Tensor, int, int, Posterior]:
+            checked, _ = self.check_data(x)
+            num = positive_int("num_samples", num_samples)
+            if chunk_size is not None:
+                positive_int("chunk_size", chunk_size)
+            self.ensure_guide(checked)
+            model = self.bayesian_model
+            dtype = next(self._net.parameters()).dtype
+            shapes = model.latent_shapes(checked)
+            chunk = chunk_size or default_chunk(model, len(checked), dtype, shapes)
+            source = self.posterior(checked) if posterior is None else posterior
+            return checked, num, chunk, source
+
+        # on every process; with several, an error on one is raised on all of them
+        x, num, chunk, source = strategy.guard("the checks before predicting", prepare)
+        pred = strategy.predict(
+            self.bayesian_model,
+            source,
+            x,
+            num,
+            chunk=chunk,
+            seed=seed,
+            fingerprint=lambda: sum(checksum(p) for _, p in sorted(self.named_parameters())),
+        )
         self.input_shape = tuple(x.shape[1:])
         return pred
 

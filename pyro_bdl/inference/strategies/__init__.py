@@ -16,9 +16,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from ...uncertainty import Prediction
 from ..optim import Optimizer, gradients_finite
+from ..posterior import Posterior
+from ..predict import predict
 
 if TYPE_CHECKING:
+    from ...model import BayesianModel
     from ..callbacks import Callback
     from ..data import LoaderBatches, TensorBatches
     from ..elbo import Objective
@@ -115,6 +119,18 @@ class Strategy(Protocol):
 
     def teardown(self, objective: Objective) -> None: ...
 
+    def predict(
+        self,
+        model: BayesianModel,
+        posterior: Posterior,
+        x: torch.Tensor,
+        num: int,
+        *,
+        chunk: int,
+        seed: int | None = None,
+        fingerprint: Callable[[], float] = lambda: 0.0,
+    ) -> Prediction: ...
+
 
 class Local:
     """One process: every row of every minibatch, the guard raises at once.
@@ -206,6 +222,30 @@ class Local:
 
     def teardown(self, objective: Any) -> None:
         """Nothing to check in one process."""
+
+    def predict(
+        self,
+        model: BayesianModel,
+        posterior: Posterior,
+        x: torch.Tensor,
+        num: int,
+        *,
+        chunk: int,
+        seed: int | None = None,
+        fingerprint: Callable[[], float] = lambda: 0.0,
+    ) -> Prediction:
+        """``num`` draws of the posterior predictive at ``x``, in chunks of ``chunk`` draws.
+
+        :param seed: if given, the draws are reproducible without touching the global RNG.
+        :param fingerprint: computes a checksum of the posterior (processes compare it; not
+            called in one process).
+        """
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            pred = predict(model, posterior, x, num, chunk=chunk)
+        assert pred is not None  # every chunk is kept
+        return pred
 
     def __repr__(self) -> str:
         return "Local()"

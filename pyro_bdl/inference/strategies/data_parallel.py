@@ -45,11 +45,15 @@ from pyro.infer.util import zero_grads
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
+from ...uncertainty import Prediction
 from ..elbo import TracedELBO, TraceFreeELBO, elbo_terms, leaf_tensor
 from ..optim import Optimizer
-from . import HINT, Batch, DivergenceError, Local
+from ..posterior import Posterior
+from ..predict import predict
+from . import HINT, Batch, DivergenceError, Local, checksum
 
 if TYPE_CHECKING:
+    from ...model import BayesianModel
     from ..callbacks import Callback
     from ..elbo import Objective
     from ..loop import FitState, LoaderBatches, TensorBatches
@@ -515,6 +519,101 @@ class DataParallel(Local):
     def teardown(self, objective: Objective) -> None:
         """Check that every rank ends with the same parameters."""
         self.comm.verify_in_sync(list(objective.params))
+
+    # ------------------------------------------------------------------ prediction
+    def predict(
+        self,
+        model: BayesianModel,
+        posterior: Posterior,
+        x: torch.Tensor,
+        num: int,
+        *,
+        chunk: int,
+        seed: int | None = None,
+        fingerprint: Callable[[], float] = lambda: 0.0,
+    ) -> Prediction:
+        """The posterior predictive of one process, with the forward passes split by chunks.
+
+        Every rank draws the same stream of chunks (the draws are cheap) but runs the model
+        only on its own contiguous block of chunks; the blocks are all-gathered in order, so
+        every rank returns the draws one process draws with the same seed and ``chunk``.
+
+        :param fingerprint: computes a checksum of the posterior; the ranks must agree on it.
+        :raises DistributedFitError: when a rank failed or the ranks disagree.
+        :raises NotImplementedError: for per-example noise drawn in the forward (MC dropout's
+            masks: which rank runs which chunk would change the draws).
+        """
+        comm = self.comm
+        sampler = getattr(posterior, "sampler", None)
+        if sampler is not None and sampler.input_fns:
+            raise NotImplementedError(
+                "Distributed prediction needs every random draw to be global (one per draw), but "
+                "the posterior draws per-example randomness (dropout masks) in the forward passes "
+                "the ranks split. Use predict on each rank, or BernoulliDropout(p, "
+                "estimator='per_particle')."
+            )
+        candidate = int(torch.randint(0, 2**52, ()).item()) if seed is None else seed
+        values = [num, chunk, len(x), checksum(x), fingerprint(), float(candidate)]
+        table = comm.status("the checks before predicting", None, values)
+        names = ["num_samples", "chunk_size", "the number of inputs"]
+        comm.check_same(table[:, :3], names, "arguments")
+        names = ["a checksum of x", "a checksum of the posterior parameters"]
+        comm.check_same(table[:, 3:5], names, "inputs", 1e-9)
+        starts = list(range(0, num, chunk))
+        blocks = torch.arange(len(starts)).tensor_split(comm.world)
+        mine = set(blocks[comm.rank].tolist())
+        counts = [sum(min(chunk, num - starts[j]) for j in b.tolist()) for b in blocks]
+        local: Prediction | None = None
+        error: BaseException | None = None
+        try:
+            with torch.random.fork_rng(devices=_rng_devices(x)):
+                torch.manual_seed(int(table[0, 5]))
+                local = predict(model, posterior, x, num, chunk=chunk, keep=mine.__contains__)
+            if local is not None and local.kind == "generic":
+                raise NotImplementedError(
+                    "Expected a prediction of a closed-form family (categorical, bernoulli, "
+                    "gaussian) to gather across ranks, but got a generic one; predict on each "
+                    "rank instead."
+                )
+        except Exception as exc:
+            error = exc
+        meta = None
+        if local is not None:
+            shape = tuple(local.samples.shape[1:])
+            meta = (local.kind, shape, local.scale is not None, str(local.samples.dtype))
+        report: list[Any] = [None] * comm.world
+        message = None if error is None else describe(error)
+        comm.run(
+            "prediction status",
+            lambda: dist.all_gather_object(report, (message, meta), group=comm.group),
+        )
+        failed = [r for r, (m, _) in enumerate(report) if m is not None]
+        if failed:
+            comm.raise_failure(failed, error, "prediction")
+        kind, tail, has_scale, dtype_name = report[0][1]  # rank 0 always runs the first chunk
+        dtype = getattr(torch, dtype_name.removeprefix("torch."))
+        samples = self._gather(None if local is None else local.samples, counts, tail, dtype)
+        scale = None
+        if has_scale:
+            scale = self._gather(None if local is None else local.scale, counts, tail, dtype)
+        return Prediction(kind, samples=samples, scale=scale)
+
+    def _gather(
+        self,
+        local: torch.Tensor | None,
+        counts: list[int],
+        tail: tuple[int, ...],
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """All-gather blocks of draws of unequal length (padded to the longest), in rank order."""
+        comm = self.comm
+        padded = torch.zeros((max(counts), *tail), dtype=dtype, device=comm.device)
+        if local is not None:
+            padded[: len(local)] = local
+        out = [torch.empty_like(padded) for _ in range(comm.world)]
+        comm.run("prediction gather", lambda: dist.all_gather(out, padded, group=comm.group))
+        device = comm.device if local is None else local.device
+        return torch.cat([o[:c] for o, c in zip(out, counts, strict=True)]).to(device)
 
     def __repr__(self) -> str:
         return f"DataParallel(rank={self.comm.rank}, world_size={self.comm.world})"
