@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import pyro
 import pyro.distributions as dist
@@ -11,8 +11,10 @@ import torch
 from pyro.distributions import TorchDistribution
 from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.runtime import InferDict
+from torch import nn
 
 __all__ = [
+    "GuideModel",
     "FACTOR_KEY",
     "FactorisedGuide",
     "deep_getattr",
@@ -20,6 +22,26 @@ __all__ = [
     "normal_prior_parts",
     "uniform_value",
 ]
+
+
+class GuideModel(Protocol):
+    """What a guide's hooks read of the model they approximate (a
+    :class:`~pyro_bdl.model.BayesianModel` is one): the network, which of its parameters are
+    random and their site names, and the priors. Guides never see a ``BNN``.
+    """
+
+    net: nn.Module
+    prefix: str
+    random_names: list[str]
+
+    def site_name(self, param_name: str) -> str:
+        """Sample-site name of a network parameter."""
+        ...
+
+    def site_priors(self) -> dict[str, Any]:
+        """``{site name: prior distribution}`` of the weights."""
+        ...
+
 
 #: ``infer`` key marking a sample site as a factor of :class:`~pyro_bdl.guides.AutoMeanFieldNormal`.
 FACTOR_KEY = "pyro_bdl_factor"

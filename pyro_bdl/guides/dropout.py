@@ -22,6 +22,7 @@ from ..distributions.masked_weight import MaskedWeight, binary_entropy
 from ..nn import INIT_KEY, init_to_net
 from .base import (
     FactorisedGuide,
+    GuideModel,
     PriorParts,
     deep_getattr,
     flat_entries,
@@ -324,7 +325,7 @@ class AutoDropout(FactorisedGuide):
         }
 
     def trace_free_sampler(
-        self, priors: Mapping[str, Any] | None, bnn: Any
+        self, priors: Mapping[str, Any] | None, model: GuideModel
     ) -> _DropoutSampler | None:
         """Trace-free step pieces for ``BNN.fit`` (per-example masks, Gaussian prior), or None.
 
@@ -333,7 +334,8 @@ class AutoDropout(FactorisedGuide):
 
         :param priors: ``{site name: prior distribution}``, or ``None`` for a sampler that only
             draws (``with_kl=False``), as prediction needs.
-        :param bnn: the :class:`~pyro_bdl.BNN` whose network carries the masked layers.
+        :param model: the model (e.g. ``bnn.bayesian_model``) whose network carries the masked
+            layers.
         :return: ``sampler(sample_shape=(), with_kl=True) -> ({site: M expanded to
             sample_shape + site shape}, KL or None)`` with ``sampler.input_fns`` (the masks, for
             :class:`~pyro_bdl.nn.BatchedForward`), or ``None``.
@@ -350,7 +352,7 @@ class AutoDropout(FactorisedGuide):
             >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1),
             ...           guide=BernoulliDropout(p=0.25))
             >>> bnn.ensure_guide(x)
-            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)
+            >>> sampler = bnn.guide.trace_free_sampler(None, bnn.bayesian_model)
             >>> means, _ = sampler(with_kl=False)  # {site: M}; masks via sampler.input_fns
             >>> sorted(means), len(sampler.input_fns)
             (['0.bias', '0.weight', '2.bias', '2.weight'], 2)
@@ -368,7 +370,7 @@ class AutoDropout(FactorisedGuide):
                     return None
             parts[name] = part
             if mask_dim is not None:
-                module = bnn.net.get_submodule(name[len(bnn.prefix) :].rpartition(".")[0])
+                module = model.net.get_submodule(name[len(model.prefix) :].rpartition(".")[0])
                 if type(module) not in MASKABLE or getattr(module, "groups", 1) != 1:
                     return None
                 modules[name] = module
@@ -377,28 +379,31 @@ class AutoDropout(FactorisedGuide):
         return _DropoutSampler(self, parts, modules)
 
     def estimator_context(
-        self, bnn: Any, training: bool = True
+        self, model: GuideModel, training: bool = True
     ) -> contextlib.AbstractContextManager:
         """The handler ``BNN.fit``/``predict`` run under: per-example masks or nothing.
 
         ``training`` is ignored: predictions draw per-example masks too, as MC dropout does.
         """
         shapes = {
-            bnn.site_name(n): p for n, p in bnn.net.named_parameters() if n in bnn.random_names
+            model.site_name(n): p
+            for n, p in model.net.named_parameters()
+            if n in model.random_names
         }
         matrices = [s for s, p in shapes.items() if p.dim() >= 2]
         if not matrices:
             raise ValueError(
                 "Expected at least one weight matrix (a parameter with >= 2 dims) to drop, but "
-                f"the random parameters are {bnn.random_names}. Make a weight random with include=."
+                f"the random parameters are {model.random_names}. Make a weight random with "
+                "include=."
             )
         if self.estimator == "per_particle":
             return contextlib.nullcontext()
         sites = {}
         for site in matrices:
-            param = site[len(bnn.prefix) :]
-            sites[site] = bnn.net.get_submodule(param.rpartition(".")[0])
-        return PerExampleMasks(bnn.net, sites)
+            param = site[len(model.prefix) :]
+            sites[site] = model.net.get_submodule(param.rpartition(".")[0])
+        return PerExampleMasks(model.net, sites)
 
 
 class BernoulliDropout:

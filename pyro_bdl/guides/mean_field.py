@@ -22,6 +22,7 @@ from ..nn import init_to_net, is_real_support
 from .base import (
     FACTOR_KEY,
     FactorisedGuide,
+    GuideModel,
     PriorParts,
     deep_getattr,
     flat_entries,
@@ -88,7 +89,7 @@ class AutoMeanFieldNormal(FactorisedGuide):
         super().__init__(InitMessenger(init_loc_fn)(model))
 
     def estimator_context(
-        self, bnn: Any, training: bool = True
+        self, model: GuideModel, training: bool = True
     ) -> contextlib.AbstractContextManager:
         """The handler ``BNN.fit`` runs under: local reparameterization, flipout, or nothing.
 
@@ -98,13 +99,14 @@ class AutoMeanFieldNormal(FactorisedGuide):
         if self.estimator == "sample" or not training:
             return contextlib.nullcontext()
         sites: dict[str, nn.Module] = {}
-        params = dict(bnn.net.named_parameters())
-        for n in bnn.random_names:
+        params = dict(model.net.named_parameters())
+        priors = model.site_priors()
+        for n in model.random_names:
             owner = n.rpartition(".")[0]
-            module = bnn.net.get_submodule(owner) if owner else bnn.net
+            module = model.net.get_submodule(owner) if owner else model.net
             if type(module) is nn.Linear and n.endswith("weight"):
-                sites[bnn.site_name(n)] = module
-                prior = bnn.prior.site_dist(n, params[n])
+                sites[model.site_name(n)] = module
+                prior = priors[model.site_name(n)]
                 if self.estimator == "local_reparameterization" and (
                     normal_prior_parts(prior, params[n].shape) is None
                 ):
@@ -116,7 +118,7 @@ class AutoMeanFieldNormal(FactorisedGuide):
         if not sites:
             raise ValueError(
                 f"Expected at least one random nn.Linear weight for estimator="
-                f"{self.estimator!r}, but the random parameters are {bnn.random_names}. Use "
+                f"{self.estimator!r}, but the random parameters are {model.random_names}. Use "
                 "estimator='sample'."
             )
         return LinearOutputNoise(self, sites, flipout=self.estimator == "flipout")
@@ -164,7 +166,9 @@ class AutoMeanFieldNormal(FactorisedGuide):
             q = dist.TransformedDistribution(q, transform.with_cache())
         return q
 
-    def trace_free_sampler(self, priors: Mapping[str, Any] | None, bnn: Any = None) -> Any:
+    def trace_free_sampler(
+        self, priors: Mapping[str, Any] | None, model: GuideModel | None = None
+    ) -> Any:
         """A sampler that draws every site and the closed-form KL without Pyro, or ``None``.
 
         It draws exactly what :meth:`forward` draws (same random stream, also under a particle
@@ -174,7 +178,7 @@ class AutoMeanFieldNormal(FactorisedGuide):
 
         :param priors: ``{site name: prior distribution}`` (event shape = the site's shape), or
             ``None`` for a sampler that only draws (``with_kl=False``), as prediction needs.
-        :param bnn: unused (the dropout guide needs it).
+        :param model: unused (the dropout guide reads its network).
         :return: ``sampler(sample_shape=(), with_kl=True) -> ({site: draw of shape
             sample_shape + site shape}, KL as a 0-dim tensor or None)``, or ``None``.
 
@@ -189,7 +193,7 @@ class AutoMeanFieldNormal(FactorisedGuide):
             >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
             >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.1))
             >>> bnn.ensure_guide(x)  # the guide's parameters
-            >>> sampler = bnn.guide.trace_free_sampler(None, bnn)
+            >>> sampler = bnn.guide.trace_free_sampler(None, bnn.bayesian_model)
             >>> draws, _ = sampler((10,), with_kl=False)
             >>> draws["0.weight"].shape
             torch.Size([10, 4, 1])
