@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -21,6 +22,7 @@ from torch.distributions import Distribution
 
 from .distributions.config import distribution_config, distribution_from_config
 from .nn import cast_distribution, fan_in_out, named_random_parameters
+from .registry import Configurable, from_config
 
 __all__ = [
     "Prior",
@@ -36,7 +38,7 @@ __all__ = [
 Include = Callable[[str, nn.Parameter], bool]
 
 
-class Prior:
+class Prior(Configurable):
     """Base class: a prior over the named parameters of a network.
 
     Subclasses implement :meth:`prior_dist` only (a distribution whose batch shape is ``()`` or
@@ -56,6 +58,8 @@ class Prior:
         >>> [name for name, _ in prior.random_parameters(net)]
         ['2.weight', '2.bias']
     """
+
+    config_kind = "prior"
 
     def __init__(self, include: Include | None = None) -> None:
         if include is not None and not callable(include):
@@ -146,6 +150,11 @@ class IIDPrior(Prior):
     def config(self) -> dict | None:
         d = distribution_config(self.distribution)
         return None if d is None else {"distribution": d}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **context: Any) -> IIDPrior:
+        """Rebuild from :meth:`config` (the distribution described as data)."""
+        return cls(distribution_from_config(config["distribution"]), **context)
 
     def __repr__(self) -> str:
         return f"IIDPrior({self.distribution})"
@@ -310,6 +319,11 @@ class DictPrior(Prior):
         out = {k: distribution_config(v) for k, v in self.priors.items()}
         return None if any(v is None for v in out.values()) else {"priors": out}
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **context: Any) -> DictPrior:
+        """Rebuild from :meth:`config` (each distribution described as data)."""
+        return cls({k: distribution_from_config(v) for k, v in config["priors"].items()})
+
     def __repr__(self) -> str:
         return f"DictPrior({list(self.priors)})"
 
@@ -346,23 +360,18 @@ class CallablePrior(Prior):
         return d
 
 
-#: Prior classes a checkpoint may name (nothing else is ever constructed from a file).
-PRIORS_BY_NAME: dict[str, Callable[..., Prior]] = {}
-
-
 def prior_from_config(name: str, cfg: Mapping, include: Include | None = None) -> Prior:
-    """Rebuild a built-in prior from ``(type name, config)``.
+    """Rebuild a built-in prior from ``(type name, config)`` (see :mod:`pyro_bdl.registry`).
 
     :raises ValueError: for an unknown type name.
+
+    Example::
+
+        >>> prior_from_config("LayerwiseNormalPrior", {"method": "xavier"})
+        LayerwiseNormalPrior('xavier')
     """
-    if name not in PRIORS_BY_NAME:
-        raise ValueError(f"Expected a prior type among {sorted(PRIORS_BY_NAME)}, but got {name!r}.")
-    cfg = dict(cfg)
-    if name == "IIDPrior":
-        return IIDPrior(distribution_from_config(cfg["distribution"]), include=include)
-    if name == "DictPrior":
-        return DictPrior({k: distribution_from_config(v) for k, v in cfg["priors"].items()})
-    return PRIORS_BY_NAME[name](**cfg, include=include)
+    prior: Prior = from_config({"type": name, "config": cfg}, "prior", include=include)
+    return prior
 
 
 PriorLike = Prior | Distribution | Mapping[str, Distribution] | Callable
@@ -405,8 +414,3 @@ def as_prior(prior: PriorLike, include: Include | None = None) -> Prior:
         base = p.include
         p.include = include if base is None else (lambda n, q: base(n, q) and include(n, q))
     return p
-
-
-PRIORS_BY_NAME.update(
-    {c.__name__: c for c in (IIDPrior, LayerwiseNormalPrior, ScaleMixturePrior, DictPrior)}
-)

@@ -40,6 +40,7 @@ from .guides import GuideLike, guide_from_config
 from .inference.state import FitState
 from .likelihoods import Likelihood, likelihood_from_config
 from .priors import Prior, PriorLike, prior_from_config
+from .registry import to_config
 
 __all__ = [
     "FORMAT_VERSION",
@@ -173,7 +174,8 @@ FIT_STATE_KEYS = ("optim/", "rng.")
 
 
 def component_config(obj: Any) -> dict[str, Any] | None:
-    """``{"type": class name, "config": obj.config()}``, or ``None`` when not describable.
+    """``{"type": registered name, "config": obj.config()}``, or ``None`` when not describable
+    (see :mod:`pyro_bdl.registry`).
 
     Example::
 
@@ -181,8 +183,7 @@ def component_config(obj: Any) -> dict[str, Any] | None:
         >>> component_config(Categorical())
         {'type': 'Categorical', 'config': {'dataset_size': None}}
     """
-    cfg = obj.config()
-    return None if cfg is None else {"type": type(obj).__name__, "config": cfg}
+    return to_config(obj)
 
 
 def read_posterior(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

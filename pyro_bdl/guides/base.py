@@ -13,7 +13,10 @@ from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.runtime import InferDict
 from torch import nn
 
+from ..registry import Configurable
+
 __all__ = [
+    "GuideBuilder",
     "GuideModel",
     "FACTOR_KEY",
     "FactorisedGuide",
@@ -41,6 +44,12 @@ class GuideModel(Protocol):
     def site_priors(self) -> dict[str, Any]:
         """``{site name: prior distribution}`` of the weights."""
         ...
+
+
+class GuideBuilder(Configurable):
+    """Base of the guide builders (``builder(model) -> guide``) that save as plain data."""
+
+    config_kind = "guide"
 
 
 #: ``infer`` key marking a sample site as a factor of :class:`~pyro_bdl.guides.AutoMeanFieldNormal`.

@@ -9,7 +9,8 @@ from typing import Any
 from pyro.infer.autoguide import AutoGuide
 
 from ..nn import init_to_net
-from .dropout import BernoulliDropout, ConcreteDropout
+from ..registry import from_config
+from .dropout import BernoulliDropout, ConcreteDropout  # noqa: F401  (registers the builders)
 from .mean_field import MeanFieldNormal
 
 __all__ = ["GuideLike", "build_guide", "guide_config", "guide_from_config"]
@@ -98,7 +99,4 @@ def guide_from_config(cfg: Mapping) -> GuideLike:
                 f"Expected a pyro.infer.autoguide class, but got {args.get('name')!r}."
             )
         return cls
-    builders = {c.__name__: c for c in (MeanFieldNormal, BernoulliDropout, ConcreteDropout)}
-    if kind not in builders:
-        raise ValueError(f"Expected a guide type among {sorted(builders)}, but got {kind!r}.")
-    return builders[kind](**args)
+    return from_config({"type": kind, "config": args}, "guide")

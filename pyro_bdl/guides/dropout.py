@@ -22,6 +22,7 @@ from ..distributions.masked_weight import MaskedWeight, binary_entropy
 from ..nn import INIT_KEY, init_to_net
 from .base import (
     FactorisedGuide,
+    GuideBuilder,
     GuideModel,
     PriorParts,
     deep_getattr,
@@ -406,7 +407,7 @@ class AutoDropout(FactorisedGuide):
         return PerExampleMasks(model.net, sites)
 
 
-class BernoulliDropout:
+class BernoulliDropout(GuideBuilder):
     """Builder of the Bernoulli-dropout guide (MC dropout as variational inference).
 
     :param p: drop probability in [0, 1) for every weight matrix, or ``{site name: p}``.
@@ -490,7 +491,7 @@ class BernoulliDropout:
         return from_dropout_net(net, likelihood, prior, estimator=estimator, **bnn_kwargs)
 
 
-class ConcreteDropout:
+class ConcreteDropout(GuideBuilder):
     """Builder of the concrete-dropout guide: p learned per weight matrix (Gal et al. 2017).
 
     The masks are relaxed Bernoulli draws at ``temperature`` (reparameterised in p), and the

@@ -22,6 +22,7 @@ from ..nn import init_to_net, is_real_support
 from .base import (
     FACTOR_KEY,
     FactorisedGuide,
+    GuideBuilder,
     GuideModel,
     PriorParts,
     deep_getattr,
@@ -324,7 +325,7 @@ _INIT_LOCS: dict[str, Callable[..., Any]] = {
 }
 
 
-class MeanFieldNormal:
+class MeanFieldNormal(GuideBuilder):
     """Builder of the mean-field Gaussian guide: ``MeanFieldNormal(...)(model) -> AutoGuide``.
 
     :param init_scale: initial standard deviation of every weight (> 0). Small values start the

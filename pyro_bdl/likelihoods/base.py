@@ -20,7 +20,7 @@ from pyro.nn import PyroModule
 from torch import Tensor
 from torch.distributions import Distribution, Independent
 
-from ..distributions.config import distribution_from_config
+from ..registry import Configurable, from_config
 from ..uncertainty import Prediction
 
 __all__ = [
@@ -107,7 +107,7 @@ def base_distribution(d: Distribution, cls: type[D], likelihood: str) -> D:
     return base
 
 
-class Likelihood(PyroModule):
+class Likelihood(PyroModule, Configurable):
     """Base class: an observation model with exactly one sample site, ``"obs"``.
 
     A subclass implements :meth:`predictive_dist` (the distribution of y given network outputs,
@@ -141,6 +141,8 @@ class Likelihood(PyroModule):
         >>> lik(torch.zeros(2, 3), torch.tensor([0, 2]))  # emits pyro.sample("obs", ..., obs=y)
         tensor([0, 2])
     """
+
+    config_kind = "likelihood"
 
     #: kind of :class:`~pyro_bdl.uncertainty.Prediction` this likelihood produces: ``"generic"``
     #: unless a subclass's predictive distribution has a closed form (set it there).
@@ -344,7 +346,8 @@ class ElementwiseLikelihood(Likelihood):
 def likelihood_from_config(name: str, cfg: dict[str, Any]) -> Likelihood:
     """Rebuild a likelihood from ``(type name, config)``; only known classes are constructed.
 
-    Subclasses of :class:`Likelihood` defined anywhere in ``pyro_bdl`` are known.
+    The package's own subclasses of :class:`Likelihood` are known (see
+    :mod:`pyro_bdl.registry`).
 
     :param name: the class name, as ``BNN.save`` writes it.
     :param cfg: the likelihood's :meth:`~Likelihood.config`.
@@ -357,20 +360,5 @@ def likelihood_from_config(name: str, cfg: dict[str, Any]) -> Likelihood:
         >>> likelihood_from_config("HomoskedasticGaussian", {"scale": 0.5})
         HomoskedasticGaussian(scale=0.5)
     """
-    known = {
-        c.__name__: c for c in _all_subclasses(Likelihood) if c.__module__.startswith("pyro_bdl")
-    }
-    if name not in known:
-        raise ValueError(f"Expected a likelihood type among {sorted(known)}, but got {name!r}.")
-    cfg = dict(cfg)
-    if cfg.get("precision_prior") is not None:
-        cfg["precision_prior"] = distribution_from_config(cfg["precision_prior"])
-    return known[name](**cfg)
-
-
-def _all_subclasses(cls: type[Likelihood]) -> list[type[Likelihood]]:
-    out: list[type[Likelihood]] = []
-    for sub in cls.__subclasses__():
-        out.append(sub)
-        out.extend(_all_subclasses(sub))
-    return out
+    likelihood: Likelihood = from_config({"type": name, "config": cfg}, "likelihood")
+    return likelihood

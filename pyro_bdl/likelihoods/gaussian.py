@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, cast
 
 import pyro
@@ -16,7 +17,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from .._checks import check_float
-from ..distributions.config import distribution_config
+from ..distributions.config import distribution_config, distribution_from_config
 from ..nn import cast_distribution
 from ..uncertainty import Prediction
 from .base import PRECISION, ElementwiseLikelihood, base_distribution
@@ -97,6 +98,14 @@ class HomoskedasticGaussian(_Gaussian):
             "init_scale": self.init_scale,
             "dataset_size": self.dataset_size,
         }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **context: Any) -> HomoskedasticGaussian:
+        """Rebuild from :meth:`config` (a precision prior described as data)."""
+        cfg = dict(config)
+        if cfg.get("precision_prior") is not None:
+            cfg["precision_prior"] = distribution_from_config(cfg["precision_prior"])
+        return cls(**cfg, **context)
 
     def noise_scale(self, like: Tensor) -> Tensor:
         """The noise std for this call: fixed, learned, or ``precision ** -0.5`` sampled.
