@@ -306,14 +306,16 @@ class BayesianModel:
     def latent_shapes(self, x: torch.Tensor) -> dict[str, torch.Size]:
         """``{site: shape}`` of every latent site (weights, and e.g. a noise ``"precision"``).
 
-        Found once, by a side-effect-free prior run on ``x[:1]`` (the random stream and the
-        network's buffers are left as they were), then cached: the sites are global.
+        Found once, by a side-effect-free prior run on ``x``'s first row, twice (the random
+        stream and the network's buffers are left as they were), then cached: the sites are
+        global.
 
         :param x: example inputs ``(N, ...)``.
         """
         if self._latent is None:
             with self.side_effect_free(), torch.no_grad(), poutine.block():
-                trace = poutine.trace(self).get_trace(x[:1])
+                # two rows (training-mode BatchNorm needs more than one), from the first
+                trace = poutine.trace(self).get_trace(x[:1].expand(2, *x.shape[1:]))
             self._latent = {
                 name: torch.Size(site["value"].shape)  # type: ignore[union-attr]  # sampled
                 for name, site in trace.nodes.items()

@@ -216,6 +216,8 @@ def mask_input(
 ) -> torch.Tensor:
     """Multiply a layer input by fresh keep masks per example (per channel for convolutions)."""
     feature_dropout = MASKABLE[type(module)]
+    if temperature is None and not isinstance(p, torch.Tensor) and p == 0:
+        return x  # nothing dropped and, as F.dropout(p=0), no random numbers drawn
     if temperature is None:  # the very masks nn.Dropout / nn.Dropout2d would draw
         if feature_dropout is None:
             # F.dropout's own noise on CPU, without its 1/(1-p) scaling (tested against it)

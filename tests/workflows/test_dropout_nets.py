@@ -74,23 +74,8 @@ def last_layer_dropout():
     "make",
     [
         dropout_everywhere,
-        pytest.param(
-            nested_net,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="from_dropout_net promises that predict(x, S, chunk_size=1) equals S "
-                "MC-dropout passes of net with the same seed, but when a Linear layer has no "
-                "dropout before it (p = 0) the random stream differs (max abs diff ~0.15)",
-            ),
-        ),
-        pytest.param(
-            last_layer_dropout,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="same seed, different stream for the docstring's own example (dropout "
-                "before the last layer only; max abs diff ~0.12)",
-            ),
-        ),
+        nested_net,
+        last_layer_dropout,
     ],
 )
 def test_predictions_equal_mc_dropout_passes_of_the_original_net(make):
