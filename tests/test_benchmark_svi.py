@@ -56,6 +56,6 @@ def test_predict_parts_reports_every_part(keep_threads):
         "forward, 5 chunks of 20 draws",
         "weight draws, 5 chunks",
         "Prediction",
-        "input checks, probe, sampler",
+        "input checks, probe, posterior",
     }
     assert all(math.isfinite(ms) and ms > 0 for ms in parts.values())
