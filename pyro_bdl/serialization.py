@@ -30,13 +30,15 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import pyro.optim
 import torch
 from pyro.optim import PyroOptim
 from torch import nn
 
-from .guides import GuideLike, guide_from_config
+from ._version import __version__
+from .guides import GuideLike, guide_config, guide_from_config
 from .inference.state import FitState
 from .likelihoods import Likelihood, likelihood_from_config
 from .priors import Prior, PriorLike, prior_from_config
@@ -47,6 +49,7 @@ __all__ = [
     "MAGIC",
     "CheckpointError",
     "FitCheckpoint",
+    "PosteriorFile",
     "check_architecture",
     "component_config",
     "module_state",
@@ -413,3 +416,157 @@ class FitCheckpoint:
     rng_shuffle: torch.Tensor
     epoch: int
     history: dict[str, list[float]]
+
+
+# ================================================================================ BNN files
+_File = TypeVar("_File", bound="PosteriorFile")
+
+
+class PosteriorFile:
+    """``save``/``load`` and fit checkpoints of a :class:`~pyro_bdl.BNN` (mixed into it), so
+    that this module alone knows the layout of its files.
+    """
+
+    name: str
+    prefix: str
+    random_names: list[str]
+    guide: Any
+    guide_spec: Any
+    prior: Any
+    likelihood: Any
+    input_shape: tuple[int, ...] | None
+    _net: nn.Module
+
+    if TYPE_CHECKING:  # provided by the class this is mixed into (an nn.Module facade)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+        def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> Any: ...
+
+        def ensure_guide(self, x: torch.Tensor) -> None: ...
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "pyro_bdl_version": __version__,
+            "net_class": type(self._net).__qualname__,
+            "prefix": self.prefix,
+            "random_names": list(self.random_names),
+            "prior": component_config(self.prior),
+            "likelihood": component_config(self.likelihood),
+            "guide": guide_config(self.guide_spec),
+            "guide_initialized": getattr(self.guide, "prototype_trace", None) is not None,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the fitted posterior: prior, likelihood and guide configuration, every parameter.
+
+        The file is plain data (see :mod:`pyro_bdl.serialization`): loading it never runs code.
+
+        :param path: destination file.
+        :return: the path written.
+
+        Example::
+
+            >>> import tempfile, pyro.distributions as dist
+            >>> import torch
+            >>> from torch import nn
+            >>> from pyro_bdl import BNN, HomoskedasticGaussian
+            >>> def make_net():
+            ...     return nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> bnn = BNN(make_net(), dist.Normal(0., 1.), HomoskedasticGaussian(scale=0.1))
+            >>> x = torch.linspace(-1, 1, 10).unsqueeze(-1)
+            >>> _ = bnn.fit(x, x[:, 0], epochs=2, progress=False)
+            >>> folder = tempfile.TemporaryDirectory()
+            >>> path = bnn.save(f"{folder.name}/posterior.pt")
+            >>> again = BNN.load(path, net=make_net())
+            >>> torch.equal(again.predict(x, 5, seed=0).samples, bnn.predict(x, 5, seed=0).samples)
+            True
+            >>> folder.cleanup()
+        """
+        if not callable(getattr(self.guide, "state_dict", None)):
+            raise TypeError(
+                "Expected a guide that is an nn.Module (an AutoGuide) to save its parameters, "
+                f"but got {type(self.guide).__name__}."
+            )
+        return write_checkpoint(path, {"bnn": self._config()}, dict(self.state_dict()))
+
+    @classmethod
+    def load(
+        cls: type[_File],
+        path: str | os.PathLike,
+        net: nn.Module,
+        *,
+        prior: PriorLike | None = None,
+        likelihood: Likelihood | None = None,
+        guide: GuideLike = None,
+        name: str | None = None,
+    ) -> _File:
+        """Load a posterior saved by :meth:`save` into ``net`` (a network of the same architecture).
+
+        Built-in priors, likelihoods and guides are rebuilt from the file's configuration; pass
+        ``prior``/``likelihood``/``guide`` for custom ones (the file names which). The network's
+        parameters are overwritten with the saved ones.
+
+        :param path: a file written by :meth:`save`.
+        :param net: the network to load into.
+        :return: the loaded BNN; with the same seed it predicts bitwise-identically.
+        :raises CheckpointError: for a corrupted file, another format version, or non-plain data.
+        :raises ValueError: if ``net`` does not match the saved architecture (the mismatched
+            parameter is named).
+
+        Example::
+
+            >>> bnn = BNN.load("posterior.pt", net=nn.Sequential(nn.Linear(1, 50), nn.Tanh(),
+            ...                                                  nn.Linear(50, 1)))
+            ... # doctest: +SKIP
+        """
+        config, tensors = read_posterior(path)
+        cfg = config["bnn"]
+        check_architecture(net, tensors)
+        random = [str(n) for n in cfg["random_names"]]
+        prior, likelihood, guide, include = rebuild_components(
+            cfg, prior=prior, likelihood=likelihood, guide=guide
+        )
+        bnn = cls(
+            net, prior, likelihood, guide, include=include, prefix=str(cfg["prefix"]), name=name
+        )
+        if bnn.random_names != random:
+            raise ValueError(
+                f"Expected the prior to make {random} random, as saved, but it makes "
+                f"{bnn.random_names} random."
+            )
+        if cfg.get("guide_initialized"):
+            dtype = next(net.parameters()).dtype
+            bnn.ensure_guide(torch.zeros((1, *cfg["input_shape"]), dtype=dtype))
+            bnn.input_shape = tuple(cfg["input_shape"])
+        bnn._load_module_state(tensors)
+        return bnn
+
+    def _load_module_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load the module part of a checkpoint (not the optimiser or RNG state of a fit)."""
+        missing, unexpected = self.load_state_dict(module_state(tensors), strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"The checkpoint does not fit this model: missing {sorted(missing)}, unexpected "
+                f"{sorted(unexpected)}."
+            )
+
+    def _write_fit_checkpoint(
+        self, path: str | os.PathLike | None, state: FitState, optim: pyro.optim.PyroOptim
+    ) -> None:
+        assert path is not None  # checked with checkpoint_every
+        config, module = {"bnn": self._config()}, dict(self.state_dict())
+        write_fit_state(path, config, module, optim, f"{self.name}.", state)
+
+    def _resume(
+        self,
+        path: str | os.PathLike,
+        optim: pyro.optim.PyroOptim,
+        state: FitState,
+        example: torch.Tensor,
+    ) -> None:
+        self.ensure_guide(example)  # a lazy guide has its parameters before they are loaded
+        self._load_module_state(read_fit_state(path, optim, f"{self.name}.", state).module)
