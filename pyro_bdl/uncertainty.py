@@ -459,6 +459,63 @@ def _sorted_quantile(sorted_draws: Tensor, q: float) -> Tensor:
     return sorted_draws[lo] + frac * (sorted_draws[hi] - sorted_draws[lo])
 
 
+def _closed_form_samples(kind: str, samples: Tensor | None) -> Tensor:
+    samples = check_real_tensor("samples", samples)
+    if kind == "categorical":
+        check_draws_ndim("samples", samples, 3, "(S, N, C)", exact=True)
+        check_categorical_probs("samples", samples)
+    elif kind == "bernoulli":
+        check_draws_ndim("samples", samples, 2, "(S, N, ...)")
+        _check_bernoulli_probs("samples", samples)
+    else:
+        check_draws_ndim("samples", samples, 2, "(S, N, ...)")
+        check_finite("samples", samples)
+    return samples
+
+
+def _generic_moments(
+    samples: Tensor | None,
+    scale: Tensor | None,
+    dist: Distribution | Sequence[Distribution] | None,
+    mc_draws: int,
+    seed: int,
+) -> tuple[tuple[Distribution, ...], Tensor, Tensor]:
+    """Check a generic prediction's ``dist``: ``(dists, per-draw means, per-draw variances)``."""
+    if samples is not None or scale is not None:
+        raise ValueError(
+            "Expected samples=None and scale=None for kind='generic' (both come from the "
+            "per-draw distribution), got a tensor. Pass dist= only, or use "
+            "Prediction.from_dist(dist)."
+        )
+    if dist is None:
+        raise ValueError(
+            "Expected dist= (the per-draw predictive distribution, batch shape (S, N, ...)) "
+            "for kind='generic', got None."
+        )
+    dists = (dist,) if isinstance(dist, Distribution) else tuple(dist)
+    if isinstance(mc_draws, bool) or not isinstance(mc_draws, int):
+        raise ValueError(f"Expected mc_draws to be an int >= 2, got {mc_draws!r}.")
+    if mc_draws < 2:
+        raise ValueError(f"Expected mc_draws to be an int >= 2, got {mc_draws!r}.")
+    if not dists:
+        raise ValueError("Expected at least one per-draw distribution, got none.")
+    shape: torch.Size | None = None
+    for d in dists:
+        if not isinstance(d, Distribution):
+            raise TypeError(f"Expected dist to be a torch Distribution, got {type(d).__name__}.")
+        check_draws_ndim("dist.batch_shape", torch.empty(d.batch_shape), 2, "(S, N, ...)")
+        rest = d.batch_shape[1:] + d.event_shape
+        if shape is not None and rest != shape:
+            raise ValueError(
+                "Expected per-draw distributions that differ only in the number of draws, "
+                f"got batch + event shapes {tuple(shape)} and {tuple(rest)} after the draws."
+            )
+        shape = rest
+    moments = [_per_draw_moments(d, mc_draws, seed) for d in dists]
+    means = torch.cat([m for m, _ in moments])
+    return dists, means, torch.cat([v for _, v in moments])
+
+
 class Prediction:
     r"""Posterior predictive draws for ``N`` inputs, as returned by ``BNN.predict``.
 
@@ -532,14 +589,16 @@ class Prediction:
         self.seed = seed
         self._variances: Tensor | None = None
         if kind == "generic":
-            samples = self._init_generic(samples, scale, dist)
+            self.dists, samples, self._variances = _generic_moments(
+                samples, scale, dist, mc_draws, seed
+            )
         else:
             if dist is not None:
                 raise ValueError(
                     f"Expected dist=None for kind={kind!r} (dist is the per-draw distribution of "
                     "kind='generic'), got a distribution. Use Prediction.from_dist(dist)."
                 )
-            samples = self._check_closed_form(kind, samples)
+            samples = _closed_form_samples(kind, samples)
         if scale is not None:
             if kind != "gaussian":
                 raise ValueError(
@@ -560,64 +619,6 @@ class Prediction:
         self.samples: Tensor = samples
         self.scale: Tensor | None = scale
         self.outputs: Tensor | None = outputs
-
-    @staticmethod
-    def _check_closed_form(kind: str, samples: Tensor | None) -> Tensor:
-        samples = check_real_tensor("samples", samples)
-        if kind == "categorical":
-            check_draws_ndim("samples", samples, 3, "(S, N, C)", exact=True)
-            check_categorical_probs("samples", samples)
-        elif kind == "bernoulli":
-            check_draws_ndim("samples", samples, 2, "(S, N, ...)")
-            _check_bernoulli_probs("samples", samples)
-        else:
-            check_draws_ndim("samples", samples, 2, "(S, N, ...)")
-            check_finite("samples", samples)
-        return samples
-
-    def _init_generic(
-        self,
-        samples: Tensor | None,
-        scale: Tensor | None,
-        dist: Distribution | Sequence[Distribution] | None,
-    ) -> Tensor:
-        """Check ``dist`` and return the per-draw means; store the per-draw variances."""
-        if samples is not None or scale is not None:
-            raise ValueError(
-                "Expected samples=None and scale=None for kind='generic' (both come from the "
-                "per-draw distribution), got a tensor. Pass dist= only, or use "
-                "Prediction.from_dist(dist)."
-            )
-        if dist is None:
-            raise ValueError(
-                "Expected dist= (the per-draw predictive distribution, batch shape (S, N, ...)) "
-                "for kind='generic', got None."
-            )
-        dists = (dist,) if isinstance(dist, Distribution) else tuple(dist)
-        if isinstance(self.mc_draws, bool) or not isinstance(self.mc_draws, int):
-            raise ValueError(f"Expected mc_draws to be an int >= 2, got {self.mc_draws!r}.")
-        if self.mc_draws < 2:
-            raise ValueError(f"Expected mc_draws to be an int >= 2, got {self.mc_draws!r}.")
-        if not dists:
-            raise ValueError("Expected at least one per-draw distribution, got none.")
-        shape: torch.Size | None = None
-        for d in dists:
-            if not isinstance(d, Distribution):
-                raise TypeError(
-                    f"Expected dist to be a torch Distribution, got {type(d).__name__}."
-                )
-            check_draws_ndim("dist.batch_shape", torch.empty(d.batch_shape), 2, "(S, N, ...)")
-            rest = d.batch_shape[1:] + d.event_shape
-            if shape is not None and rest != shape:
-                raise ValueError(
-                    "Expected per-draw distributions that differ only in the number of draws, "
-                    f"got batch + event shapes {tuple(shape)} and {tuple(rest)} after the draws."
-                )
-            shape = rest
-        moments = [_per_draw_moments(d, self.mc_draws, self.seed) for d in dists]
-        self.dists = dists
-        self._variances = torch.cat([v for _, v in moments])
-        return torch.cat([m for m, _ in moments])
 
     @classmethod
     def from_dist(
@@ -662,27 +663,7 @@ class Prediction:
             >>> Prediction.from_dist(torch.distributions.Normal(rate, 1.0)).kind
             'gaussian'
         """
-        if not isinstance(per_draw, Distribution):
-            raise TypeError(
-                f"Expected per_draw to be a torch Distribution, got {type(per_draw).__name__}."
-            )
-        check_draws_ndim(
-            "per_draw.batch_shape", torch.empty(per_draw.batch_shape), 2, "(S, N, ...)"
-        )
-        if closed_form:
-            base, reinterpreted = _unwrap_independent(per_draw)
-            if (
-                isinstance(base, torch.distributions.Categorical)
-                and not reinterpreted
-                and len(base.batch_shape) == 2
-            ):
-                return cls("categorical", samples=base.probs, outputs=outputs)
-            if isinstance(base, torch.distributions.Bernoulli):
-                return cls("bernoulli", samples=base.probs, outputs=outputs)
-            if isinstance(base, torch.distributions.Normal):
-                scale = base.scale.expand_as(base.loc)
-                return cls("gaussian", samples=base.loc, scale=scale, outputs=outputs)
-        return cls("generic", dist=per_draw, outputs=outputs, mc_draws=mc_draws, seed=seed)
+        return _prediction_of(cls, per_draw, outputs, closed_form, mc_draws, seed)
 
     @classmethod
     def cat(cls, parts: Sequence[Prediction]) -> Prediction:
@@ -701,25 +682,7 @@ class Prediction:
             >>> Prediction.cat([a, a]).num_samples
             4
         """
-        if not parts:
-            raise ValueError("Expected at least one Prediction to concatenate, got none.")
-        kinds = {p.kind for p in parts}
-        if len(kinds) != 1:
-            raise ValueError(f"Expected predictions of one kind, got kinds {sorted(kinds)}.")
-        first = parts[0]
-        outs = [p.outputs for p in parts]
-        outputs = None if any(o is None for o in outs) else torch.cat(cast(list[Tensor], outs))
-        if first.kind == "generic":
-            dists = [d for p in parts for d in p.dists]
-            return cls(
-                "generic", dist=dists, outputs=outputs, mc_draws=first.mc_draws, seed=first.seed
-            )
-        scales = [p.scale for p in parts]
-        if any(s is None for s in scales) and not all(s is None for s in scales):
-            raise ValueError("Expected every part with a scale, or none, got a mix.")
-        scale = None if scales[0] is None else torch.cat(cast(list[Tensor], scales))
-        samples = torch.cat([p.samples for p in parts])
-        return cls(first.kind, samples=samples, scale=scale, outputs=outputs)
+        return _concatenated(cls, parts)
 
     @property
     def dist(self) -> Distribution | None:
@@ -807,43 +770,6 @@ class Prediction:
         epistemic = self.samples.var(0, correction=0)
         return Decomposition(aleatoric + epistemic, aleatoric, epistemic, "variance")
 
-    def _check_y(self, y: object) -> Tensor:
-        event_shape = (
-            self.samples.shape[1:-1] if self.kind == "categorical" else self.samples.shape[1:]
-        )
-        if not isinstance(y, Tensor):
-            raise TypeError(f"Expected y to be a torch.Tensor, got {type(y).__name__}.")
-        if y.is_complex():
-            raise TypeError(f"Expected real-valued y, got dtype {y.dtype}.")
-        if y.shape != event_shape:
-            raise ValueError(
-                f"Expected y of shape {tuple(event_shape)} to match the prediction "
-                f"{self!r}, got shape {tuple(y.shape)}."
-            )
-        check_finite("y", y)
-        if self.kind == "categorical":
-            if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
-                raise TypeError(
-                    f"Expected integer class labels for kind='categorical', got dtype {y.dtype}. "
-                    "Convert with y.long()."
-                )
-            num_classes = self.samples.shape[-1]
-            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-                raise ValueError(
-                    f"Expected class labels in [0, {num_classes - 1}], got values in "
-                    f"[{int(y.min())}, {int(y.max())}]."
-                )
-            return y.long()
-        if self.kind == "bernoulli":
-            if y.numel() and not bool(((y == 0) | (y == 1)).all()):
-                raise ValueError(
-                    "Expected binary labels y in {0, 1} for kind='bernoulli', got other values."
-                )
-            return y.to(self.samples.dtype)
-        if self.kind == "generic":
-            return y  # the family's log_prob decides the dtype and checks the support
-        return y.to(self.samples.dtype)
-
     def log_prob(self, y: Tensor) -> Tensor:
         r"""Pointwise log predictive density of the mixture over draws, shape ``(N,)``.
 
@@ -874,7 +800,7 @@ class Prediction:
                 "scale=None (a noise-free predictive has no density). Build it with "
                 "Prediction('gaussian', samples=loc, scale=sigma)."
             )
-        y = self._check_y(y)
+        y = _checked_targets(self, y)
         if self.kind == "categorical":
             index = y.unsqueeze(0).expand(self.samples.shape[:-1]).unsqueeze(-1)
             log_p = self.samples.gather(-1, index).squeeze(-1).log()
@@ -1000,3 +926,91 @@ class Prediction:
             device=self.samples.device,
         )
         return self.samples + self.scale * eps
+
+
+def _checked_targets(pred: Prediction, y: object) -> Tensor:
+    """``y`` checked against a prediction's kind and shape, in the dtype its log density needs."""
+    event_shape = pred.samples.shape[1:-1] if pred.kind == "categorical" else pred.samples.shape[1:]
+    if not isinstance(y, Tensor):
+        raise TypeError(f"Expected y to be a torch.Tensor, got {type(y).__name__}.")
+    if y.is_complex():
+        raise TypeError(f"Expected real-valued y, got dtype {y.dtype}.")
+    if y.shape != event_shape:
+        raise ValueError(
+            f"Expected y of shape {tuple(event_shape)} to match the prediction "
+            f"{pred!r}, got shape {tuple(y.shape)}."
+        )
+    check_finite("y", y)
+    if pred.kind == "categorical":
+        if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+            raise TypeError(
+                f"Expected integer class labels for kind='categorical', got dtype {y.dtype}. "
+                "Convert with y.long()."
+            )
+        num_classes = pred.samples.shape[-1]
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise ValueError(
+                f"Expected class labels in [0, {num_classes - 1}], got values in "
+                f"[{int(y.min())}, {int(y.max())}]."
+            )
+        return y.long()
+    if pred.kind == "bernoulli":
+        if y.numel() and not bool(((y == 0) | (y == 1)).all()):
+            raise ValueError(
+                "Expected binary labels y in {0, 1} for kind='bernoulli', got other values."
+            )
+        return y.to(pred.samples.dtype)
+    if pred.kind == "generic":
+        return y  # the family's log_prob decides the dtype and checks the support
+    return y.to(pred.samples.dtype)
+
+
+def _prediction_of(
+    cls: type[Prediction],
+    per_draw: Distribution,
+    outputs: Tensor | None,
+    closed_form: bool,
+    mc_draws: int,
+    seed: int,
+) -> Prediction:
+    """:meth:`Prediction.from_dist`'s work: a closed-form kind where one applies, else generic."""
+    if not isinstance(per_draw, Distribution):
+        raise TypeError(
+            f"Expected per_draw to be a torch Distribution, got {type(per_draw).__name__}."
+        )
+    check_draws_ndim("per_draw.batch_shape", torch.empty(per_draw.batch_shape), 2, "(S, N, ...)")
+    if closed_form:
+        base, reinterpreted = _unwrap_independent(per_draw)
+        if (
+            isinstance(base, torch.distributions.Categorical)
+            and not reinterpreted
+            and len(base.batch_shape) == 2
+        ):
+            return cls("categorical", samples=base.probs, outputs=outputs)
+        if isinstance(base, torch.distributions.Bernoulli):
+            return cls("bernoulli", samples=base.probs, outputs=outputs)
+        if isinstance(base, torch.distributions.Normal):
+            scale = base.scale.expand_as(base.loc)
+            return cls("gaussian", samples=base.loc, scale=scale, outputs=outputs)
+    return cls("generic", dist=per_draw, outputs=outputs, mc_draws=mc_draws, seed=seed)
+
+
+def _concatenated(cls: type[Prediction], parts: Sequence[Prediction]) -> Prediction:
+    """:meth:`Prediction.cat`'s work."""
+    if not parts:
+        raise ValueError("Expected at least one Prediction to concatenate, got none.")
+    kinds = {p.kind for p in parts}
+    if len(kinds) != 1:
+        raise ValueError(f"Expected predictions of one kind, got kinds {sorted(kinds)}.")
+    first = parts[0]
+    outs = [p.outputs for p in parts]
+    outputs = None if any(o is None for o in outs) else torch.cat(cast(list[Tensor], outs))
+    if first.kind == "generic":
+        dists = [d for p in parts for d in p.dists]
+        return cls("generic", dist=dists, outputs=outputs, mc_draws=first.mc_draws, seed=first.seed)
+    scales = [p.scale for p in parts]
+    if any(s is None for s in scales) and not all(s is None for s in scales):
+        raise ValueError("Expected every part with a scale, or none, got a mix.")
+    scale = None if scales[0] is None else torch.cat(cast(list[Tensor], scales))
+    samples = torch.cat([p.samples for p in parts])
+    return cls(first.kind, samples=samples, scale=scale, outputs=outputs)
