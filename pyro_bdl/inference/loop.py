@@ -108,6 +108,7 @@ def fit(
         ...             state=state)  # doctest: +SKIP
     """
     state.optimizer, state.objective = optimizer, objective
+    state.stop = False  # a state a callback stopped can be continued on purpose
     for cb in callbacks:
         cb.on_fit_start(state, epochs)
     start = time.perf_counter()
@@ -129,7 +130,9 @@ def fit(
                     cb.on_step(state, loglik, kl)
             state.history.end_epoch(k)
             state.epoch = epoch + 1
-            if strategy.end_epoch(state, callbacks) or state.stop:
+            if strategy.end_epoch(state, callbacks):
+                state.stop = True  # the caller can tell an early stop from the last epoch
+            if state.stop:
                 break
     finally:
         for cb in callbacks:
