@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ...model import BayesianModel
     from ..callbacks import Callback
     from ..data import LoaderBatches, TensorBatches
-    from ..elbo import Objective
+    from ..elbo import ELBOTerms, Objective
     from ..state import FitState
 
 __all__ = [
@@ -35,7 +35,9 @@ __all__ = [
     "DivergenceError",
     "Local",
     "Strategy",
+    "check_terms",
     "checksum",
+    "estimate",
     "resolve_strategy",
 ]
 
@@ -59,6 +61,47 @@ def checksum(t: torch.Tensor, rows: int = 1024) -> float:
 
 class DivergenceError(FloatingPointError):
     """The ELBO became NaN or infinite during a fit; the parameters keep their last good values."""
+
+
+def estimate(
+    objective: Objective, batch: Batch, dataset_size: int, num_particles: int, number: int
+) -> tuple[ELBOTerms, list[torch.Tensor]]:
+    """``objective`` on ``batch`` (its rows, for a shard); a guide parameter that left its
+    support (Pyro's "Expected parameter ..." error) becomes a :class:`DivergenceError` naming
+    step ``number``.
+
+    Example::
+
+        >>> terms, params = estimate(objective, batch, N, 1, state.step)  # doctest: +SKIP
+    """
+    rows = None if batch.rows is None else (batch.size, batch.rows)
+    try:
+        return objective(batch.x, batch.y, dataset_size, num_particles, rows=rows)
+    except ValueError as e:
+        if "Expected parameter" not in str(e):
+            raise
+        raise DivergenceError(
+            f"The guide's parameters left their support (step {number}): "
+            f"{str(e).splitlines()[0]} {HINT}"
+        ) from e
+
+
+def check_terms(loglik: float, kl: float, number: int) -> None:
+    """Raise :class:`DivergenceError` naming the first ELBO term that is NaN/inf.
+
+    Example::
+
+        >>> check_terms(-3.0, float("inf"), 7)
+        Traceback (most recent call last):
+        ...
+        pyro_bdl.inference.strategies.DivergenceError: The ELBO diverged: its KL term is inf ...
+    """
+    for term, value in (("expected log-likelihood", loglik), ("KL", kl)):
+        if not math.isfinite(value):
+            raise DivergenceError(
+                f"The ELBO diverged: its {term} term is {value} (step {number}). "
+                f"Parameters keep their last good values. {HINT}"
+            )
 
 
 @dataclass(frozen=True)
@@ -183,22 +226,9 @@ class Local:
             left its support; the parameters keep their last good values.
         """
         number = state.step
-        try:
-            terms, params = objective(batch.x, batch.y, dataset_size, num_particles)
-        except ValueError as e:
-            if "Expected parameter" not in str(e):
-                raise
-            raise DivergenceError(
-                f"The guide's parameters left their support (step {number}): "
-                f"{str(e).splitlines()[0]} {HINT}"
-            ) from e
+        terms, params = estimate(objective, batch, dataset_size, num_particles, number)
         loglik, kl = terms.loglik.item(), terms.kl.item()
-        for term, value in (("expected log-likelihood", loglik), ("KL", kl)):
-            if not math.isfinite(value):
-                raise DivergenceError(
-                    f"The ELBO diverged: its {term} term is {value} (step {number}). "
-                    f"Parameters keep their last good values. {HINT}"
-                )
+        check_terms(loglik, kl, number)
         terms.loss.backward()
         if not gradients_finite(params):
             bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]

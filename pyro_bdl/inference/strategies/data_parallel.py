@@ -50,7 +50,7 @@ from ..elbo import TracedELBO, TraceFreeELBO, elbo_terms, leaf_tensor
 from ..optim import Optimizer
 from ..posterior import Posterior
 from ..predict import predict
-from . import HINT, Batch, DivergenceError, Local, checksum
+from . import HINT, Batch, DivergenceError, Local, check_terms, checksum, estimate
 
 if TYPE_CHECKING:
     from ...model import BayesianModel
@@ -454,13 +454,11 @@ class DataParallel(Local):
         if failed:
             comm.raise_failure(failed, error, f"step {number} (epoch {state.epoch})")
         total_loglik, total_kl = float(flags[len(tensors)]), float(flags[len(tensors) + 1])
-        for term, value in (("expected log-likelihood", total_loglik), ("KL", total_kl)):
-            if not math.isfinite(value):
-                zero_grads(tensors)
-                raise DivergenceError(
-                    f"The ELBO diverged: its {term} term is {value} (step {number}). Parameters "
-                    f"keep their last good values. {HINT}"
-                )
+        try:
+            check_terms(total_loglik, total_kl, number)
+        except DivergenceError:
+            zero_grads(tensors)
+            raise
         reduced = buffer[:numel].split([t.numel() for t in tensors])
         for t, g, has in zip(tensors, reduced, flags[: len(tensors)], strict=True):
             if has > 0:
@@ -484,16 +482,7 @@ class DataParallel(Local):
         number: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the loss, backpropagated; returns its (loglik, kl) shares."""
-        try:
-            rows = None if batch.rows is None else (batch.size, batch.rows)
-            terms, params = objective(batch.x, batch.y, dataset_size, num_particles, rows=rows)
-        except ValueError as exc:  # as one process: a guide parameter that left its support
-            if "Expected parameter" not in str(exc):
-                raise
-            raise DivergenceError(
-                f"The guide's parameters left their support (step {number}): "
-                f"{str(exc).splitlines()[0]} {HINT}"
-            ) from exc
+        terms, params = estimate(objective, batch, dataset_size, num_particles, number)
         touched = set(params)
         if not touched <= self._known:
             raise RuntimeError(
