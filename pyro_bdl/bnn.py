@@ -250,7 +250,9 @@ class BNN(PyroModule, PosteriorFile):
         :param epochs: passes over the data.
         :param batch_size: minibatch size (default: the full data).
         :param lr: learning rate of the default ``pyro.optim.Adam``.
-        :param optim: any ``pyro.optim`` optimiser (overrides ``lr``).
+        :param optim: any ``pyro.optim`` optimiser (overrides ``lr``). A learning-rate scheduler
+            (``pyro.optim.ExponentialLR({...})``, any ``PyroLRScheduler``) is stepped once at
+            the end of every epoch; ``ReduceLROnPlateau`` with the epoch's loss, ``-elbo[-1]``.
         :param num_particles: draws per step for the ELBO estimate.
         :param vectorize_particles: draw the particles in one batched pass.
         :param shuffle: reshuffle tensors every epoch.
