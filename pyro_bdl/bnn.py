@@ -239,6 +239,7 @@ class BNN(PyroModule, PosteriorFile):
         callbacks: Sequence[Callback] = (),
         elbo: str = "auto",
         strategy: Strategy | None = None,
+        mode: str = "train",
     ) -> FitResult:
         """Fit the guide (and the deterministic parameters) by SVI.
 
@@ -273,6 +274,11 @@ class BNN(PyroModule, PosteriorFile):
         :param strategy: how the work is spread: one process (default) or
             :class:`~pyro_bdl.inference.strategies.data_parallel.DataParallel`
             (``distributed=True`` is ``strategy=DataParallel()``).
+        :param mode: the network's modules while fitting: ``"train"`` (training mode, as
+            PyTorch training loops: dropout on, BatchNorm on batch statistics), ``"eval"``
+            (evaluation mode, e.g. frozen BatchNorm statistics) or ``"keep"`` (each module as
+            it is, e.g. after ``net.bn.eval()``); each module's mode is restored afterwards
+            (see the user guide, "Training and evaluation mode").
         :return: a :class:`FitResult` with the per-datum ELBO, expected log-likelihood and KL.
         :raises DivergenceError: if the ELBO becomes NaN/inf; parameters keep their last good
             values.
@@ -291,7 +297,7 @@ class BNN(PyroModule, PosteriorFile):
             (9, True)
         """
         strategy = resolve_strategy(distributed, strategy)
-        options = FitOptions(epochs, num_particles, vectorize_particles, shuffle, seed, elbo)
+        options = FitOptions(epochs, num_particles, vectorize_particles, shuffle, seed, elbo, mode)
 
         def prepare() -> tuple[TensorBatches | LoaderBatches, pyro.optim.PyroOptim]:
             options.validate()

@@ -361,14 +361,16 @@ class DataParallel(Local):
             if isinstance(module, _STOCHASTIC_MODULES) and module.p > 0:
                 raise NotImplementedError(
                     f"Distributed SVI needs every random draw to be global, but module {name!r} "
-                    f"({type(module).__name__}) draws per-example masks in training mode. Call "
-                    "net.eval(), or express dropout as a guide: BernoulliDropout(p)."
+                    f"({type(module).__name__}) draws per-example masks in training mode. Fit "
+                    "with mode='eval' (or call net.eval() on it and fit with mode='keep'), or "
+                    "express dropout as a guide: BernoulliDropout(p)."
                 )
             if isinstance(module, _BATCH_STATISTIC_MODULES):
                 raise NotImplementedError(
                     f"Module {name!r} ({type(module).__name__}) normalises with statistics of its "
                     "batch in training mode, and each rank sees only a shard of the minibatch. "
-                    f"Call net.{name or 'module'}.eval() (fixed statistics) or use "
+                    "Fit with fixed statistics: mode='eval', or call "
+                    f"net.{name or 'module'}.eval() and fit with mode='keep'; or use "
                     "nn.LayerNorm/GroupNorm."
                 )
 
