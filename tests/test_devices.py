@@ -122,3 +122,18 @@ def test_cuda_workflow_matches_cpu(tmp_path):
         assert torch.isfinite(gpu[key]).all(), key
     # the RNG streams differ between devices, so compare statistics, not draws
     assert math.isclose(float(gpu["elbo"][-1]), float(cpu["elbo"][-1]), rel_tol=0.5)
+
+
+@pytest.mark.parametrize("guide", ["bernoulli", "concrete"])
+def test_dropout_guides_follow_the_net(guide):
+    """The dropout guides' masks, logits and constants follow the net (meta default device)."""
+    from pyro_bdl.guides import BernoulliDropout, ConcreteDropout
+
+    u = _user_objects("cpu", torch.float32)
+    builder = BernoulliDropout(0.1) if guide == "bernoulli" else ConcreteDropout(0.1)
+    with torch.device("meta"):
+        bnn = BNN(u["net"], u["prior"], u["gaussian"], guide=builder)
+        fit = bnn.fit(u["x"], u["y"], epochs=2, batch_size=20, lr=1e-2, seed=0, progress=False)
+        pred = bnn.predict(u["x"], num_samples=5, seed=1)
+    assert pred.mean.device.type == "cpu" and pred.mean.dtype == torch.float32
+    assert torch.isfinite(pred.mean).all() and all(math.isfinite(e) for e in fit.elbo)
