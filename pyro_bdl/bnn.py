@@ -114,6 +114,9 @@ class BNN(PyroModule, PosteriorFile):
         # whole net (lifted parameters included) with pyro.module whenever a Pyro context is on.
         object.__setattr__(self, "_net", net)
         prior = as_prior(prior, include)
+        first = next(net.parameters(), None)
+        if first is not None:  # learned likelihood parameters (a noise scale) live with the net
+            likelihood.to(device=first.device, dtype=first.dtype)
         self.likelihood = likelihood
         #: the Pyro program (prior, likelihood, lifted net); it owns no parameters, so the
         #: state-dict and param-store names stay this BNN's

@@ -172,8 +172,8 @@ class BayesianModel:
 
     def check_targets(self, y: torch.Tensor, out_shape: torch.Size) -> None:
         """Check all of ``y`` (shape, label range) against the network's output shape, up front."""
-        dtype = next(self.net.parameters()).dtype
-        f = torch.zeros((), dtype=dtype).expand((len(y), *out_shape))
+        p = next(self.net.parameters())
+        f = torch.zeros((), dtype=p.dtype, device=p.device).expand((len(y), *out_shape))
         self.likelihood.check_target(y, f, 0)
 
     def check_pair(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -86,7 +86,8 @@ class _DropoutSampler:
             self.a[n] = float(0.5 / var.reshape(-1)[0]) if uniform is not None else 0.5 / var
             self.b[n] = None if bool((mu == 0).all()) else mu / var
         entropy = sum(
-            self.units[n] * float(binary_entropy(torch.tensor(p, dtype=torch.float64)))
+            self.units[n]
+            * float(binary_entropy(torch.tensor(p, dtype=torch.float64, device="cpu")))
             for n, p in self.fixed_p.items()
             if self.masked[n]
         )

@@ -210,7 +210,7 @@ def fit_model(
     if seed is not None:
         torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(
-        int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
+        int(torch.randint(0, 2**62, (), device="cpu").item()) if seed is None else seed
     )
     state = FitState(0, FitResult(dataset_size=size), generator)
     if resume is not None:

@@ -56,7 +56,21 @@ class SkipObservation(Messenger):
     def _pyro_sample(self, msg: dict[str, Any]) -> None:
         if msg["name"] == OBS and msg["value"] is None:
             fn = msg["fn"]
-            msg["value"] = torch.zeros(fn.batch_shape + fn.event_shape)
+            like = _a_tensor_of(fn)  # the placeholder lives with the distribution's parameters
+            device = like.device if like is not None else None
+            msg["value"] = torch.zeros(fn.batch_shape + fn.event_shape, device=device)
+
+
+def _a_tensor_of(fn: Any) -> torch.Tensor | None:
+    """A tensor a distribution holds (a parameter, or one of its base distribution's)."""
+    for value in vars(fn).values():
+        if torch.is_tensor(value):
+            return value
+        if isinstance(value, torch.distributions.Distribution):
+            inner = _a_tensor_of(value)
+            if inner is not None:
+                return inner
+    return None
 
 
 def default_chunk(

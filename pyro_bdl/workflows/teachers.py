@@ -127,7 +127,7 @@ def _bnn_probs(
     num = num_samples or source.num_draws or 100
     sites = model.latent_shapes(x)
     chunk = default_chunk(model, max(len(b) for b in batches), x.dtype, sites)
-    totals = [torch.zeros(()) for _ in batches]
+    totals: list[Any] = [0.0 for _ in batches]  # sums take the device and dtype of the logits
     for _, draws in iter_draw_chunks(source, num, chunk=chunk):
         for i, xb in enumerate(batches):
             logits = _logits(bnn, predictive_dists(model, draws, xb, sites))

@@ -297,7 +297,7 @@ class DataParallel(Local):
     # ------------------------------------------------------------------ before the first step
     def agree_seed(self, seed: int | None) -> int:
         """The seed of the fit: ``seed``, or one drawn by rank 0 (every rank draws one)."""
-        candidate = int(torch.randint(0, 2**52, ()).item()) if seed is None else seed
+        candidate = int(torch.randint(0, 2**52, (), device="cpu").item()) if seed is None else seed
         table = self.comm.status("the choice of the seed", None, [float(candidate)])
         return int(table[0, 0])
 
@@ -543,7 +543,7 @@ class DataParallel(Local):
                 "the ranks split. Use predict on each rank, or BernoulliDropout(p, "
                 "estimator='per_particle')."
             )
-        candidate = int(torch.randint(0, 2**52, ()).item()) if seed is None else seed
+        candidate = int(torch.randint(0, 2**52, (), device="cpu").item()) if seed is None else seed
         values = [num, chunk, len(x), checksum(x), fingerprint(), float(candidate)]
         table = comm.status("the checks before predicting", None, values)
         names = ["num_samples", "chunk_size", "the number of inputs"]
