@@ -705,14 +705,14 @@ def _log_ratios(bnn: BNN, x: torch.Tensor, y: torch.Tensor, num: int, chunk: int
     for start, draws in iter_draw_chunks(posterior, num, chunk=chunk):
         c = draws.num
         trace = run_model(bnn.model, draws, x, y, dataset_size=n)
-        log_p = torch.zeros(c, dtype=torch.float64)
+        log_p = torch.zeros(c, dtype=torch.float64, device=x.device)  # float64, with the net
         for site in trace.nodes.values():
             if site["type"] == "sample" and not site_is_subsample(site):
                 fn = cast(TorchDistribution, site["fn"])  # a sample site's distribution
                 lp = fn.log_prob(cast(torch.Tensor, site["value"]))
-                log_p += per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c)
+                log_p += per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c, x.device)
         assert draws.log_q is not None  # asked for
-        out[start : start + c] = (log_p - draws.log_q).numpy()
+        out[start : start + c] = (log_p - draws.log_q).cpu().numpy()
     return out
 
 

@@ -114,6 +114,9 @@ class BNN(PyroModule, PosteriorFile):
         # whole net (lifted parameters included) with pyro.module whenever a Pyro context is on.
         object.__setattr__(self, "_net", net)
         prior = as_prior(prior, include)
+        first = next(net.parameters(), None)
+        if first is not None:  # learned likelihood parameters (a noise scale) live with the net
+            likelihood.to(device=first.device, dtype=first.dtype)
         self.likelihood = likelihood
         #: the Pyro program (prior, likelihood, lifted net); it owns no parameters, so the
         #: state-dict and param-store names stay this BNN's
@@ -240,6 +243,7 @@ class BNN(PyroModule, PosteriorFile):
         callbacks: Sequence[Callback] = (),
         elbo: str = "auto",
         strategy: Strategy | None = None,
+        mode: str = "train",
     ) -> FitResult:
         """Fit the guide (and the deterministic parameters) by SVI.
 
@@ -278,6 +282,11 @@ class BNN(PyroModule, PosteriorFile):
         :param strategy: how the work is spread: one process (default) or
             :class:`~pyro_bdl.inference.strategies.data_parallel.DataParallel`
             (``distributed=True`` is ``strategy=DataParallel()``).
+        :param mode: the network's modules while fitting: ``"train"`` (training mode, as
+            PyTorch training loops: dropout on, BatchNorm on batch statistics), ``"eval"``
+            (evaluation mode, e.g. frozen BatchNorm statistics) or ``"keep"`` (each module as
+            it is, e.g. after ``net.bn.eval()``); each module's mode is restored afterwards
+            (see the user guide, "Training and evaluation mode").
         :return: a :class:`FitResult` with the per-datum ELBO, expected log-likelihood and KL.
         :raises DivergenceError: if the ELBO becomes NaN/inf; parameters keep their last good
             values.
@@ -297,7 +306,7 @@ class BNN(PyroModule, PosteriorFile):
         """
         x, y = as_tensor("x", x, self._net), as_tensor("y", y, self._net)
         strategy = resolve_strategy(distributed, strategy)
-        options = FitOptions(epochs, num_particles, vectorize_particles, shuffle, seed, elbo)
+        options = FitOptions(epochs, num_particles, vectorize_particles, shuffle, seed, elbo, mode)
 
         def prepare() -> tuple[TensorBatches | LoaderBatches, pyro.optim.PyroOptim]:
             options.validate()

@@ -28,7 +28,14 @@ from torch.distributions import Distribution
 
 from ._checks import check_tensor
 from .likelihoods import OBS, Likelihood
-from .nn import INIT_KEY, BatchedForward, broadcast_shapes, is_real_support, sample_shape_of
+from .nn import (
+    INIT_KEY,
+    BatchedForward,
+    broadcast_shapes,
+    is_real_support,
+    module_mode,
+    sample_shape_of,
+)
 from .priors import Prior
 
 __all__ = ["BayesianModel"]
@@ -142,8 +149,9 @@ class BayesianModel:
     def probe_output(self, x: torch.Tensor) -> torch.Size:
         """Per-datum output shape of the network on the first rows of ``x``, with no side effects.
 
-        The network runs with its current weights under ``no_grad``, in its current mode, the
-        random stream forked and its buffers (BatchNorm statistics) restored afterwards.
+        The network runs with its current weights under ``no_grad``, in evaluation mode (each
+        module's mode restored afterwards), the random stream forked and its buffers (BatchNorm
+        statistics) restored afterwards: one row is enough, even with BatchNorm.
 
         :raises ValueError: if the network cannot process ``x`` (wrong feature shape or dtype).
         """
@@ -164,8 +172,8 @@ class BayesianModel:
 
     def check_targets(self, y: torch.Tensor, out_shape: torch.Size) -> None:
         """Check all of ``y`` (shape, label range) against the network's output shape, up front."""
-        dtype = next(self.net.parameters()).dtype
-        f = torch.zeros((), dtype=dtype).expand((len(y), *out_shape))
+        p = next(self.net.parameters())
+        f = torch.zeros((), dtype=p.dtype, device=p.device).expand((len(y), *out_shape))
         self.likelihood.check_target(y, f, 0)
 
     def check_pair(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,17 +294,24 @@ class BayesianModel:
         return {self.site_name(n): d for n, d in self.prior_dists().items()}
 
     @contextlib.contextmanager
-    def side_effect_free(self) -> Iterator[None]:
-        """Run a probe without consuming random numbers or changing the network's buffers.
+    def side_effect_free(self, training: bool | None = False) -> Iterator[None]:
+        """Run a probe without consuming random numbers or changing the network's buffers or
+        modes.
+
+        :param training: the mode the network runs in inside the block: ``False`` (evaluation
+            mode, as every probe of the package: dropout off, BatchNorm on its running
+            statistics), ``True`` (training mode) or ``None`` (as it is). Each module's own
+            mode is restored afterwards, also when the block raises.
 
         Example::
 
             >>> with model.side_effect_free():  # doctest: +SKIP
-            ...     model.net(x[:2])  # BatchNorm statistics and the RNG are left as they were
+            ...     model.net(x[:1])  # evaluation mode; BatchNorm statistics, modes and the RNG
+            ...                       # are left as they were
         """
         buffers = [(b, b.clone()) for b in self.net.buffers()]
         try:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), module_mode(self.net, training):
                 yield
         finally:
             with torch.no_grad():
@@ -306,15 +321,15 @@ class BayesianModel:
     def latent_shapes(self, x: torch.Tensor) -> dict[str, torch.Size]:
         """``{site: shape}`` of every latent site (weights, and e.g. a noise ``"precision"``).
 
-        Found once, by a side-effect-free prior run on ``x``'s first row, twice (the random
-        stream and the network's buffers are left as they were), then cached: the sites are
-        global.
+        Found once, by a side-effect-free prior run on ``x``'s first row, twice, in evaluation
+        mode (the random stream, the network's buffers and its modes are left as they were),
+        then cached: the sites are global.
 
         :param x: example inputs ``(N, ...)``.
         """
         if self._latent is None:
             with self.side_effect_free(), torch.no_grad(), poutine.block():
-                # two rows (training-mode BatchNorm needs more than one), from the first
+                # two copies of the first row (a module may need more than one in any mode)
                 trace = poutine.trace(self).get_trace(x[:1].expand(2, *x.shape[1:]))
             self._latent = {
                 name: torch.Size(site["value"].shape)  # type: ignore[union-attr]  # sampled

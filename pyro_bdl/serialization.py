@@ -539,8 +539,8 @@ class PosteriorFile:
                 f"{bnn.random_names} random."
             )
         if cfg.get("guide_initialized"):
-            dtype = next(net.parameters()).dtype
-            bnn.ensure_guide(torch.zeros((1, *cfg["input_shape"]), dtype=dtype))
+            p = next(net.parameters())  # the probe follows the net's device and dtype
+            bnn.ensure_guide(torch.zeros((1, *cfg["input_shape"]), dtype=p.dtype, device=p.device))
             bnn.input_shape = tuple(cfg["input_shape"])
         bnn._load_module_state(tensors)
         return bnn

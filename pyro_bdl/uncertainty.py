@@ -908,7 +908,7 @@ class Prediction:
         if self.kind == "generic":
             if generator is None:
                 return torch.cat([d.sample() for d in self.dists])
-            seed = int(torch.randint(2**62, (1,), generator=generator))
+            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
             with _seeded(seed):
                 return torch.cat([d.sample() for d in self.dists])
         if self.kind == "categorical":

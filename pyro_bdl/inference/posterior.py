@@ -229,7 +229,8 @@ def _log_density(trace: poutine.Trace, num: int, model_sites: set[str]) -> torch
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     }
     auxiliary = [n for n in sites if n not in model_sites]
-    log_q = torch.zeros(num, dtype=torch.float64)
+    device = next((s["value"].device for s in sites.values()), torch.device("cpu"))
+    log_q = torch.zeros(num, dtype=torch.float64, device=device)  # float64 sums, on the draws'
     for name, site in sites.items():
         fn = cast(dist.Distribution, site["fn"])
         base = fn.base_dist if isinstance(fn, dist.Independent) else fn
@@ -247,12 +248,16 @@ def _log_density(trace: poutine.Trace, num: int, model_sites: set[str]) -> torch
                 "mass (Delta, e.g. AutoDelta): q(W) has no density, so PSIS k̂ is undefined."
             )
         lp = scale_and_mask(fn.log_prob(site["value"]), site["scale"], site["mask"])
-        log_q += per_draw(lp, num)
+        log_q += per_draw(lp, num, device=device)
     return log_q
 
 
-def per_draw(lp: torch.Tensor | float, num: int) -> torch.Tensor:
+def per_draw(
+    lp: torch.Tensor | float, num: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Sum a site's log-density over everything but the draws dim (at -2): shape ``(num,)``.
+
+    The sums are float64, on ``lp``'s device (a float ``lp``: on ``device``, default the CPU).
 
     Example::
 
@@ -260,7 +265,7 @@ def per_draw(lp: torch.Tensor | float, num: int) -> torch.Tensor:
         tensor([1., 1., 1.], dtype=torch.float64)
     """
     if not torch.is_tensor(lp):
-        return torch.full((num,), float(lp), dtype=torch.float64)
+        return torch.full((num,), float(lp), dtype=torch.float64, device=device or "cpu")
     if lp.dim() > 2:
         raise ValueError(
             f"Expected site log-densities with batch dims (draws, data) at most, but got shape "

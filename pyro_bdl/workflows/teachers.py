@@ -38,6 +38,7 @@ from ..distributions.tempered import check_temperature, stack_targets
 from ..inference.posterior import DRAWS_PLATE, Posterior
 from ..inference.predict import default_chunk, iter_draw_chunks, predictive_dists
 from ..likelihoods import OBS
+from ..nn import eval_mode
 
 __all__ = [
     "teacher_targets",
@@ -72,18 +73,15 @@ def _members(teacher: Any) -> list[Any]:
 
 
 def _module_logits(net: nn.Module, x: Tensor, batch_size: int | None) -> Tensor:
-    was_training = net.training
-    net.eval()
     try:
-        logits = torch.cat([net(xb) for xb in _row_batches(x, batch_size)])
+        with eval_mode(net):  # every module's own mode is restored afterwards
+            logits = torch.cat([net(xb) for xb in _row_batches(x, batch_size)])
     except (RuntimeError, TypeError, IndexError) as error:
         raise ValueError(
             f"Expected inputs the teacher {type(net).__name__} accepts, but it failed on x of "
             f"shape {tuple(x.shape)} and dtype {x.dtype} (its error is chained above). Check the "
             "number of features, the rank and the dtype the teacher expects."
         ) from error
-    finally:
-        net.train(was_training)
     if not torch.is_tensor(logits) or logits.dim() != 2 or len(logits) != len(x):
         raise ValueError(
             f"Expected the teacher {type(net).__name__} to return logits of shape (N, C) = "
@@ -113,7 +111,8 @@ def _bnn_probs(
     """Posterior predictive at temperature T, from the draws ``BNN.predict`` takes.
 
     The package's one draws loop: every chunk of draws is run on every batch of rows, so all
-    rows share the same draws whatever ``batch_size`` is.
+    rows share the same draws whatever ``batch_size`` is; the network runs in evaluation mode,
+    as in ``BNN.predict``.
     """
     if bnn.likelihood.kind != "categorical":
         raise ValueError(
@@ -128,7 +127,7 @@ def _bnn_probs(
     num = num_samples or source.num_draws or 100
     sites = model.latent_shapes(x)
     chunk = default_chunk(model, max(len(b) for b in batches), x.dtype, sites)
-    totals = [torch.zeros(()) for _ in batches]
+    totals: list[Any] = [0.0 for _ in batches]  # sums take the device and dtype of the logits
     for _, draws in iter_draw_chunks(source, num, chunk=chunk):
         for i, xb in enumerate(batches):
             logits = _logits(bnn, predictive_dists(model, draws, xb, sites))
@@ -154,7 +153,8 @@ def teacher_targets(
       :math:`\mathrm{softmax}(v / T)`;
     - a fitted :class:`~pyro_bdl.BNN` with a categorical likelihood: its posterior predictive
       at temperature :math:`T`, the average of the per-draw tempered **probabilities** over
-      ``num_samples`` weight draws :math:`W_s \sim q` (never the softmax of averaged logits);
+      ``num_samples`` weight draws :math:`W_s \sim q` (never the softmax of averaged logits;
+      its network in eval mode, as ``BNN.predict`` runs it);
     - a list/tuple of such models (an ensemble): the average of the members' probabilities.
 
     .. math::
