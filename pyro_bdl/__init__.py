@@ -27,6 +27,7 @@ _EXPORTS = {
     "BNN": "bnn",
     "DivergenceError": "bnn",
     "FitResult": "bnn",
+    "AutoDropout": "guides",
     "AutoMeanFieldNormal": "guides",
     "MeanFieldNormal": "guides",
     "BernoulliDropout": "guides",
@@ -47,6 +48,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AutoDropout",
     "AutoMeanFieldNormal",
     "BNN",
     "Bernoulli",
@@ -74,7 +76,13 @@ __all__ = [
 if TYPE_CHECKING:
     from . import distill
     from .bnn import BNN, DivergenceError, FitResult
-    from .guides import AutoMeanFieldNormal, BernoulliDropout, ConcreteDropout, MeanFieldNormal
+    from .guides import (
+        AutoDropout,
+        AutoMeanFieldNormal,
+        BernoulliDropout,
+        ConcreteDropout,
+        MeanFieldNormal,
+    )
     from .infer import ELBOTerms, elbo_terms
     from .likelihoods import (
         Bernoulli,

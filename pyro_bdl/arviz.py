@@ -57,6 +57,8 @@ from pyro.distributions.util import scale_and_mask
 from pyro.infer import MCMC
 from pyro.poutine.util import site_is_subsample
 
+from ._checks import check_seed
+from ._checks import positive_int as _positive_int
 from .bnn import BNN, FitResult
 from .inference.posterior import GuidePosterior, Posterior, SamplesPosterior, per_draw
 from .inference.predict import default_chunk, iter_draw_chunks, run_model
@@ -108,12 +110,6 @@ def arviz_major_version() -> int:
 
 
 # ================================================================================ checks
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive int, but got {value!r}.")
-    return int(value)
-
-
 def _check_var_names(
     var_names: Sequence[str] | None, sites: Mapping[str, torch.Size], kind: str
 ) -> list[str]:
@@ -507,6 +503,7 @@ def to_inference_data(
         >>> to_inference_data(mcmc, x, y, var_names=["0.weight"]).posterior["0.weight"].shape
         (1, 20, 4, 1)
     """
+    seed = check_seed("seed", seed)
     if isinstance(fitted, BNN):
         if bnn is not None and bnn is not fitted:
             raise ValueError("Expected bnn=None (or the same BNN) when fitted is a BNN.")
@@ -768,6 +765,7 @@ def psis_khat(
         >>> res.log_weights.shape
         (200,)
     """
+    seed = check_seed("seed", seed)
     if not isinstance(fitted, BNN):
         raise TypeError(f"Expected fitted to be a pyro_bdl.BNN, but got {type(fitted).__name__}.")
     num_samples = _positive_int("num_samples", num_samples)

@@ -20,7 +20,7 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
 
-from ._checks import positive_int
+from ._checks import as_tensor, check_seed, positive_int
 from .guides import GuideLike, build_guide
 from .inference.callbacks import Callback, fit_callbacks
 from .inference.data import make_batches
@@ -201,6 +201,7 @@ class BNN(PyroModule, PosteriorFile):
             ...
             ValueError: Expected class labels in [0, 2] for a network with 3 outputs, ...
         """
+        x, y = as_tensor("x", x, self._net), as_tensor("y", y, self._net)
         return self.bayesian_model.check_data(x, y)
 
     def ensure_guide(self, x: torch.Tensor) -> None:
@@ -250,11 +251,15 @@ class BNN(PyroModule, PosteriorFile):
         scales a minibatch by ``N / B``); the returned history is divided by N.
 
         :param x: inputs ``(N, ...)``, or a DataLoader yielding ``(x, y)`` minibatches.
-        :param y: targets ``(N, ...)`` (``None`` with a DataLoader).
+            numpy arrays, lists and pandas objects are converted: floating values to the
+            network's dtype, integers to ``torch.long``, on the network's device.
+        :param y: targets ``(N, ...)`` (``None`` with a DataLoader), converted as ``x``.
         :param epochs: passes over the data.
         :param batch_size: minibatch size (default: the full data).
         :param lr: learning rate of the default ``pyro.optim.Adam``.
-        :param optim: any ``pyro.optim`` optimiser (overrides ``lr``).
+        :param optim: any ``pyro.optim`` optimiser (overrides ``lr``). A learning-rate scheduler
+            (``pyro.optim.ExponentialLR({...})``, any ``PyroLRScheduler``) is stepped once at
+            the end of every epoch; ``ReduceLROnPlateau`` with the epoch's loss, ``-elbo[-1]``.
         :param num_particles: draws per step for the ELBO estimate.
         :param vectorize_particles: draw the particles in one batched pass.
         :param shuffle: reshuffle tensors every epoch.
@@ -299,6 +304,7 @@ class BNN(PyroModule, PosteriorFile):
             >>> len(result.step_elbo), result.elbo[-1] == result.loglik[-1] - result.kl[-1]
             (9, True)
         """
+        x, y = as_tensor("x", x, self._net), as_tensor("y", y, self._net)
         strategy = resolve_strategy(distributed, strategy)
         options = FitOptions(epochs, num_particles, vectorize_particles, shuffle, seed, elbo, mode)
 
@@ -362,7 +368,7 @@ class BNN(PyroModule, PosteriorFile):
     ) -> Prediction:
         """Posterior predictive: ``num_samples`` weight draws from the guide, batched in chunks.
 
-        :param x: inputs ``(N, ...)``.
+        :param x: inputs ``(N, ...)`` (array-likes are converted as in :meth:`fit`).
         :param num_samples: number of posterior draws S.
         :param chunk_size: draws per batched forward (default: sized to about 64 MB).
         :param seed: if given, predictions are reproducible without touching the global RNG.
@@ -386,6 +392,8 @@ class BNN(PyroModule, PosteriorFile):
             >>> pred.samples.shape, pred.mean.shape, pred.decompose().epistemic.shape
             (torch.Size([200, 5, 3]), torch.Size([5, 3]), torch.Size([5]))
         """
+        seed = check_seed("seed", seed)
+        chunk_size = positive_int("chunk_size", chunk_size, optional=True)
         strategy = resolve_strategy(distributed, strategy)
 
         def prepare() -> tuple[torch.Tensor, int, int, Posterior]:
@@ -470,6 +478,7 @@ class BNN(PyroModule, PosteriorFile):
             >>> draws.sites["weight"].shape  # (S, *shape)
             torch.Size([10, 3, 2])
         """
+        x = as_tensor("x", x, self._net)
         self.ensure_guide(x)
         model = self.bayesian_model
         return GuidePosterior(

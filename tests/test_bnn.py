@@ -447,7 +447,7 @@ def _snapshot(bnn):
         (lambda x, y: (x, y[:-1]), ValueError, "same number of rows"),
         (lambda x, y: (x[:0], y[:0]), ValueError, "at least one row"),
         (lambda x, y: (x, y.unsqueeze(-1).expand(-1, 2)), ValueError, r"shape \(N,\)"),
-        (lambda x, y: (x.numpy(), y), TypeError, "torch.Tensor"),
+        (lambda x, y: ({"x": x}, y), TypeError, "torch.Tensor"),  # (numpy is converted)
         (lambda x, y: (x.float(), y), TypeError, "network's dtype torch.float64"),
     ],
 )

@@ -329,15 +329,16 @@ def test_bnn_rejects_nonfinite_x(lik, how, draw_data):
 @given(
     how=bnn_call,
     n=st.integers(1, 4),
-    kind=st.sampled_from(["empty", "scalar", "numpy", "list", "float32"]),
+    kind=st.sampled_from(["empty", "scalar", "numpy_scalar", "ragged", "float32"]),
 )
-def test_bnn_rejects_empty_scalar_numpy_or_float32_x(how, n, kind):
+def test_bnn_rejects_empty_scalar_ragged_or_float32_x(how, n, kind):
+    # (numpy arrays and lists of rows are converted: tests/test_array_inputs.py)
     y = torch.zeros(n, dtype=torch.long)
     x = {
         "empty": torch.zeros(0, IN),
         "scalar": torch.tensor(1.0),
-        "numpy": np.zeros((n, IN)),
-        "list": [[0.0] * IN] * n,
+        "numpy_scalar": np.float64(1.0),
+        "ragged": [[0.0] * IN] * n + [[0.0]],
         "float32": torch.zeros(n, IN, dtype=torch.float32),
     }[kind]
     if kind == "empty":
@@ -375,9 +376,7 @@ def test_bnn_rejects_non_floating_x(how, n, dtype):
 # ================================================================== BNN.fit: bad targets
 @st.composite
 def bad_labels(draw, n: int):
-    kind = draw(
-        st.sampled_from(["too_big", "negative", "float", "nan", "bool", "rank2", "numpy", "length"])
-    )
+    kind = draw(st.sampled_from(["too_big", "negative", "float", "nan", "bool", "rank2", "length"]))
     y = t(draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, C - 1))))
     i = draw(st.integers(0, n - 1))
     if kind == "too_big":
@@ -393,8 +392,6 @@ def bad_labels(draw, n: int):
         y = y.bool()
     elif kind == "rank2":
         y = y.reshape(n, 1).expand(n, draw(st.integers(1, 3)))
-    elif kind == "numpy":
-        y = y.numpy()
     else:
         y = y[: n - 1] if draw(st.booleans()) else torch.cat([y, y[:1]])
     return y
@@ -447,7 +444,7 @@ def test_fit_rejects_bad_label_in_a_later_minibatch_without_changing_state(n, ba
 @given(
     lik=st.sampled_from(["gaussian", "heteroskedastic", "bernoulli"]),
     draw_data=st.data(),
-    kind=st.sampled_from(["nonfinite", "shape", "length", "numpy", "not_binary"]),
+    kind=st.sampled_from(["nonfinite", "shape", "length", "not_binary"]),
 )
 def test_fit_rejects_bad_regression_and_binary_targets(lik, draw_data, kind):
     x, y = draw_data.draw(data(lik))
@@ -458,8 +455,6 @@ def test_fit_rejects_bad_regression_and_binary_targets(lik, draw_data, kind):
         y = torch.zeros(n, draw_data.draw(st.integers(2, 4)))
     elif kind == "length":
         y = torch.zeros(n + draw_data.draw(st.sampled_from([-n, 1, 2])))
-    elif kind == "numpy":
-        y = y.numpy()
     else:
         if lik != "bernoulli":
             return
@@ -960,7 +955,7 @@ def test_teacher_targets_valid_inputs(teacher_kind, x, temperature, batch_size):
 
 @fuzz(20)
 @given(
-    kind=st.sampled_from(["temperature", "num_samples", "empty", "numpy", "empty_ensemble"]),
+    kind=st.sampled_from(["temperature", "num_samples", "empty", "strings", "empty_ensemble"]),
     value=st.sampled_from([0, -1.0, math.nan, math.inf, "1", 1.5]),
 )
 def test_teacher_targets_rejects_bad_arguments(kind, value):
@@ -973,8 +968,8 @@ def test_teacher_targets_rejects_bad_arguments(kind, value):
         teacher, kw = make_bnn(), {"num_samples": value}
     elif kind == "empty":
         x = torch.zeros(0, IN)
-    elif kind == "numpy":
-        x = np.zeros((2, IN))
+    elif kind == "strings":  # (numeric arrays are converted: tests/test_array_inputs.py)
+        x = np.full((2, IN), "a")
     else:
         teacher = []
     rejects(lambda: distill.teacher_targets(teacher, x, temperature, **kw))
@@ -1100,7 +1095,7 @@ def bad_classification_input(draw):
                 "label_range",
                 "float_labels",
                 "label_shape",
-                "numpy_labels",
+                "numpy_float_labels",
             ]
         )
     )
@@ -1128,8 +1123,8 @@ def bad_classification_input(draw):
         y = y.double()
     elif kind == "label_shape":
         y = torch.cat([y, y[:1]]) if draw(st.booleans()) else y[:, None]
-    else:
-        y = y.numpy()
+    else:  # numpy labels are converted (integers to long), float ones refused like tensors
+        y = y.double().numpy()
     return probs, y
 
 
@@ -1454,7 +1449,7 @@ def test_to_inference_data_valid_inputs(lik, fitted, with_y, num_samples, chunk_
 @fuzz(25)
 @given(
     kind=st.sampled_from(
-        ["num_samples", "chunk_size", "lengths", "labels", "empty", "numpy", "y_nan"]
+        ["num_samples", "chunk_size", "lengths", "labels", "empty", "seed", "y_nan"]
     ),
     value=st.sampled_from([0, -1, 1.5, None, True]),
 )
@@ -1474,8 +1469,8 @@ def test_to_inference_data_rejects_bad_input(kind, value):
         y = torch.tensor([0, C, -1])
     elif kind == "empty":
         x, y = x[:0], y[:0]
-    elif kind == "numpy":
-        x = x.numpy()
+    elif kind == "seed":  # (numpy x is converted: tests/test_array_inputs.py)
+        kw["seed"] = -1 if value in (0, None) else value
     else:
         y = torch.full((3,), math.nan)
     rejects(lambda: to_inference_data()(bnn, x, y, **kw))

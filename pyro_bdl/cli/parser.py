@@ -61,14 +61,18 @@ def _fraction(low_inclusive: bool) -> Callable[[str], float]:
 
 
 def _seed(text: str) -> int:
-    """A random seed: an integer in ``[0, 2**31)``."""
+    """A random seed: an integer in ``[0, 2**32)``, the rule of every seed the package takes
+    (:func:`pyro_bdl._checks.check_seed`)."""
+    from .._checks import check_seed  # lazily: `pyro-bdl --help` imports no torch
+
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if not 0 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**31), got {text!r}")
-    return value
+    try:
+        return check_seed("--seed", value, optional=False)
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
         "print predictive mean and total / aleatoric / epistemic std at a few inputs.",
     )
     quick.add_argument("--epochs", type=int, default=2000, help="SVI epochs (default 2000)")
-    quick.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    quick.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     quick.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser

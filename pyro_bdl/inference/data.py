@@ -149,6 +149,5 @@ def make_batches(
             raise ValueError("Expected y=None when x is a DataLoader (it yields (x, y) pairs).")
         return LoaderBatches(x, check)
     x, y = check(x, y)
-    if batch_size is not None:
-        positive_int("batch_size", batch_size)
+    batch_size = positive_int("batch_size", batch_size, optional=True)
     return TensorBatches(x, y, batch_size, shuffle)

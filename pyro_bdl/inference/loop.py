@@ -139,6 +139,7 @@ def fit(
                 for cb in callbacks:
                     cb.on_step(state, loglik, kl)
             state.history.end_epoch(k)
+            optimizer.end_epoch(-state.history.elbo[-1])  # a learning-rate scheduler's step
             state.epoch = epoch + 1
             if strategy.end_epoch(state, callbacks):
                 state.stop = True  # the caller can tell an early stop from the last epoch

@@ -172,7 +172,8 @@ class HomoskedasticGaussian(_Gaussian):
             return f"HomoskedasticGaussian(scale={self.fixed_scale})"
         if self.precision_prior is not None:
             return f"HomoskedasticGaussian(precision_prior={self.precision_prior})"
-        return "HomoskedasticGaussian(scale=learned)"
+        learned = float(cast(Tensor, self.scale).detach())  # its current value, no autograd
+        return f"HomoskedasticGaussian(scale=learned, now {learned:.4g})"
 
 
 class HeteroskedasticGaussian(_Gaussian):

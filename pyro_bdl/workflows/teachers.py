@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from .._checks import check_tensor, positive_int
+from .._checks import as_tensor, check_seed, check_tensor, positive_int
 from ..bnn import BNN
 from ..distributions.tempered import check_temperature, stack_targets
 from ..inference.posterior import DRAWS_PLATE, Posterior
@@ -194,7 +194,7 @@ def teacher_targets(
         torch.Size([8, 4])
     """
     temperature = check_temperature(temperature)
-    x = check_tensor("x", x)
+    x, seed = check_tensor("x", as_tensor("x", x, teacher)), check_seed("seed", seed)
     if num_samples is not None:
         num_samples = positive_int("num_samples", num_samples)
     members = _members(teacher)
@@ -274,7 +274,7 @@ def gaussian_teacher_targets(
         >>> y.shape, bool((y[:, 1] >= 0.1**2).all())  # (N, 2); variance >= the noise's
         (torch.Size([10, 2]), True)
     """
-    x = check_tensor("x", x)
+    x, seed = check_tensor("x", as_tensor("x", x, teacher)), check_seed("seed", seed)
     num_samples = positive_int("num_samples", num_samples)
     members = _members(teacher)
     means, second = [], []
@@ -339,7 +339,7 @@ class TeacherTargets(Dataset):
         num_samples: int = 100,
     ) -> None:
         self.temperature = check_temperature(temperature)
-        self.x = check_tensor("x", x)
+        self.x = check_tensor("x", as_tensor("x", x, teacher))
         self.num_samples = positive_int("num_samples", num_samples)
         for member in _members(teacher):
             if not isinstance(member, nn.Module):
@@ -387,7 +387,7 @@ class TeacherTargets(Dataset):
             >>> xb.shape, yb.shape  # (64, ...), (64, C)
             (torch.Size([64, 3]), torch.Size([64, 4]))
         """
-        batch_size = positive_int("batch_size", batch_size)
+        batch_size, seed = positive_int("batch_size", batch_size), check_seed("seed", seed)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         order = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
         return DataLoader(
