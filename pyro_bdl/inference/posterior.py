@@ -229,7 +229,8 @@ def _log_density(trace: poutine.Trace, num: int, model_sites: set[str]) -> torch
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     }
     auxiliary = [n for n in sites if n not in model_sites]
-    device = next((s["value"].device for s in sites.values()), torch.device("cpu"))
+    values = [s["value"] for s in sites.values() if torch.is_tensor(s["value"])]
+    device = values[0].device if values else torch.device("cpu")
     log_q = torch.zeros(num, dtype=torch.float64, device=device)  # float64 sums, on the draws'
     for name, site in sites.items():
         fn = cast(dist.Distribution, site["fn"])
