@@ -137,8 +137,15 @@ class BayesianModel:
 
         :raises TypeError, ValueError: with what was expected, what was received, how to fix.
         """
+        param = next(self.net.parameters())
+        dtype = param.dtype
+        if torch.is_tensor(x) and x.device != param.device:  # before any check reads x
+            raise ValueError(
+                f"Expected inputs x on the network's device {param.device}, but got x on "
+                f"{x.device}; move it with x.to({str(param.device)!r}) (nothing is copied behind "
+                "your back), or the network with net.to(x.device) before building the BNN."
+            )
         x = check_tensor("x", x)
-        dtype = next(self.net.parameters()).dtype
         if x.is_floating_point() and x.dtype != dtype:
             raise TypeError(
                 f"Expected inputs x of the network's dtype {dtype}, but got {x.dtype}; convert "

@@ -151,3 +151,16 @@ def test_dropout_guides_follow_the_net(guide):
         pred = bnn.predict(u["x"], num_samples=5, seed=1)
     assert pred.mean.device.type == "cpu" and pred.mean.dtype == torch.float32
     assert torch.isfinite(pred.mean).all() and all(math.isfinite(e) for e in fit.elbo)
+
+
+def test_inputs_on_another_device_are_refused_with_both_devices_named():
+    """A tensor on another device than the net's is refused up front, not inside the network."""
+    u = _user_objects("cpu", torch.float64)
+    bnn = BNN(u["net"], u["prior"], u["gaussian"])
+    elsewhere = torch.empty(5, 3, device="meta")
+    for call in (
+        lambda: bnn.predict(elsewhere, num_samples=2),
+        lambda: bnn.fit(elsewhere, u["y"][:5]),
+    ):
+        with pytest.raises(ValueError, match=r"network's device cpu, but got x on meta"):
+            call()
