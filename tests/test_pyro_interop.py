@@ -110,9 +110,16 @@ def test_mcmc_object_flat_and_grouped_draws_keep_or_merge_the_chains(monkeypatch
     np.testing.assert_array_equal(
         merged.posterior["0.weight"].values, expected.reshape(1, 30, 4, 1)
     )
+    # a SamplesPosterior keeps the chains it was read with
+    posterior = SamplesPosterior.from_samples(mcmc, bnn.bayesian_model.latent_shapes(x))
+    assert posterior.chains == 2 and posterior.num_draws == 30
+    kept = to_inference_data(posterior, x, y, bnn=bnn, var_names=["0.weight"])
+    np.testing.assert_array_equal(kept.posterior["0.weight"].values, expected)
     # thinning keeps both chains
-    thin = to_inference_data(grouped, x, y, bnn=bnn, num_samples=5, var_names=["0.weight"])
-    assert thin.posterior["0.weight"].shape == (2, 5, 4, 1)
+    keep = np.unique(np.linspace(0, 14, 5).round().astype(int))
+    for source in (grouped, posterior):
+        thin = to_inference_data(source, x, y, bnn=bnn, num_samples=5, var_names=["0.weight"])
+        np.testing.assert_array_equal(thin.posterior["0.weight"].values, expected[:, keep])
     # the same 30 draws as a Prediction, whichever layout they come in
     reference = loop_means(bnn, flat, x)
     predictive_layout = {k: v.unsqueeze(1) for k, v in flat.items()}
