@@ -556,6 +556,10 @@ class Prediction:
     :raises TypeError: If ``samples``/``scale``/``outputs``/``dist`` have the wrong type.
     :raises ValueError: If ``kind`` is unknown, shapes are wrong or values invalid.
 
+    ``pred[index]`` (an int, a slice, a boolean mask or integer positions over the N points) is
+    the prediction at those points, every field indexed: its ``mean``, ``decompose()``,
+    ``interval()`` and ``log_prob`` are those of the full prediction at the same points.
+
     The predictive density of an observation is the mixture
 
     .. math::
