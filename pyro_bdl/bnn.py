@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyro.optim
 import torch
@@ -35,7 +35,13 @@ from .inference.loop import (
     fit_model,
 )
 from .inference.optim import make_optim
-from .inference.posterior import DRAWS_PLATE, GuidePosterior, Posterior, SamplesPosterior
+from .inference.posterior import (
+    DRAWS_PLATE,
+    GuidePosterior,
+    Posterior,
+    SamplesPosterior,
+    warn_fixed_parameters,
+)
 from .inference.predict import default_chunk, predict
 from .inference.strategies import Strategy, checksum, resolve_strategy
 from .likelihoods import OBS, Likelihood
@@ -43,6 +49,9 @@ from .model import BayesianModel
 from .priors import Prior, PriorLike, as_prior
 from .serialization import PosteriorFile
 from .uncertainty import Prediction
+
+if TYPE_CHECKING:
+    from pyro.infer import MCMC
 
 __all__ = ["BNN", "FitResult", "DivergenceError"]
 
@@ -427,17 +436,25 @@ class BNN(PyroModule, PosteriorFile):
     def predict_from_samples(
         self,
         x: torch.Tensor,
-        samples: dict[str, torch.Tensor],
+        samples: Mapping[str, torch.Tensor] | MCMC,
         *,
         chunk_size: int | None = None,
+        group_by_chain: bool | None = None,
     ) -> Prediction:
         """Posterior predictive from given draws of the latent sites (e.g. ``MCMC`` samples).
 
         :param x: inputs ``(N, ...)``.
-        :param samples: ``{site name: tensor (S, *site shape)}`` for every weight site (and the
-            ``"precision"`` site if the likelihood has one), as ``mcmc.get_samples()`` returns.
+        :param samples: draws of every latent site (the weights, and ``"precision"`` if the
+            likelihood has one): a ``pyro.infer.MCMC`` that ran, ``mcmc.get_samples()``
+            (``(S, *site shape)``), ``mcmc.get_samples(group_by_chain=True)``
+            (``(chains, draws, *site shape)``) or a ``Predictive``'s output
+            (``(S, 1, *site shape)``), read by
+            :func:`~pyro_bdl.inference.posterior.group_samples`; other keys are ignored.
         :param chunk_size: draws per batched forward.
-        :return: a :class:`~pyro_bdl.uncertainty.Prediction` with ``S`` draws.
+        :param group_by_chain: force the reading of the leading dims (see ``group_samples``).
+        :return: a :class:`~pyro_bdl.uncertainty.Prediction` with all ``chains * draws`` draws.
+        :raises FixedParameterWarning: (a warning) if the model has learned point estimates
+            (``pyro.param``, e.g. a learned noise scale) that the draws leave fixed.
 
         Example::
 
@@ -454,10 +471,14 @@ class BNN(PyroModule, PosteriorFile):
             torch.Size([20, 10])
         """
         x, _ = self.check_data(x)
-        self.bayesian_model.check_draws(samples)
-        posterior = SamplesPosterior(samples)
+        model = self.bayesian_model
+        posterior = SamplesPosterior.from_samples(
+            samples, model.latent_shapes(x), group_by_chain=group_by_chain
+        )
+        model.check_draws(posterior.samples)
+        warn_fixed_parameters(model, x, stacklevel=3)  # through no_grad's wrapper
         assert posterior.num_draws is not None  # a fixed set
-        pred = predict(self.bayesian_model, posterior, x, posterior.num_draws, chunk=chunk_size)
+        pred = predict(model, posterior, x, posterior.num_draws, chunk=chunk_size)
         assert pred is not None  # every chunk is kept
         return pred
 

@@ -21,12 +21,18 @@ from typing import Any, cast
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.runtime import InferDict
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import InferDict, Message
 from pyro.poutine.util import site_is_subsample
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Bernoulli as TorchBernoulli
+from torch.distributions import Categorical as TorchCategorical
+from torch.distributions import Distribution, Independent
+from torch.distributions import Normal as TorchNormal
 
 from ._checks import check_tensor
+from .distributions.expected_normal import ExpectedNormal
+from .distributions.tempered import DistillationCategorical
 from .likelihoods import OBS, Likelihood
 from .nn import (
     INIT_KEY,
@@ -38,7 +44,11 @@ from .nn import (
 )
 from .priors import Prior
 
-__all__ = ["BayesianModel"]
+__all__ = ["BayesianModel", "OBS_MEAN"]
+
+#: Deterministic site of :meth:`BayesianModel.__call__`: the noise-free mean E[y | x, W] of each
+#: draw (the ArviZ export's posterior variable of the same name).
+OBS_MEAN = f"{OBS}_mean"
 
 
 class BayesianModel:
@@ -259,6 +269,13 @@ class BayesianModel:
     ) -> torch.Tensor:
         """Weights from the prior, then one ``"obs"`` site under the data plate.
 
+        Beside ``"obs"``, under the same plate, the deterministic site ``"obs_mean"``
+        (:data:`OBS_MEAN`) records the noise-free predictive mean E[y | x, W] of each draw -- the
+        class probabilities of a classifier, the location of a Gaussian, as the ArviZ export's
+        ``obs_mean`` -- shape ``sample_shape + (B, ...)``, so that ``Predictive`` and
+        ``az.from_pyro`` users get the latent function without the noise. It adds nothing to
+        the log density (``pyro.deterministic``).
+
         :param x: inputs, shape ``(B, ...)``.
         :param y: targets, shape ``(B, ...)``, or ``None`` to sample them.
         :param dataset_size: N for minibatch scaling (default: the likelihood's, else ``B``).
@@ -279,7 +296,8 @@ class BayesianModel:
         }
         sample_shape = sample_shape_of(weights, self.shapes)
         f = self.forward(weights, x, sample_shape=sample_shape)
-        return self.likelihood(f, y, dataset_size=dataset_size, sample_ndim=len(sample_shape))
+        with _NoiseFreeMean(self.likelihood):  # the "obs_mean" site, beside "obs"
+            return self.likelihood(f, y, dataset_size=dataset_size, sample_ndim=len(sample_shape))
 
     def prior_dists(self, params: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
         """``{parameter name: prior site distribution}``, rebuilt only when dtype/device change.
@@ -377,3 +395,41 @@ class BayesianModel:
             f"deterministic={len(self.deterministic_names)}, prior={self.prior!r}, "
             f"likelihood={self.likelihood!r})"
         )
+
+
+def _noise_free_mean(likelihood: Likelihood, fn: Distribution) -> torch.Tensor | None:
+    """E[y | x, W] of the observation site's distribution, as ``likelihood.prediction`` reads it
+    (without its checks on the closed forms: this runs in every traced step)."""
+    base = fn
+    while isinstance(base, Independent):
+        base = base.base_dist
+    if isinstance(base, (TorchCategorical, TorchBernoulli, DistillationCategorical)):
+        return base.probs
+    if isinstance(base, (TorchNormal, ExpectedNormal)):
+        return base.loc
+    try:  # any other family: its likelihood's own reading (generic: the family's mean)
+        return likelihood.prediction(fn).samples
+    except (ValueError, TypeError, NotImplementedError):  # e.g. NaN outputs: no site
+        return None
+
+
+class _NoiseFreeMean(Messenger):
+    """Emit the deterministic ``"obs_mean"`` site right after the ``"obs"`` site, under its
+    plates (batch shape ``sample_shape + (B,)``, as ``"obs"``)."""
+
+    def __init__(self, likelihood: Likelihood) -> None:
+        super().__init__()
+        self.likelihood = likelihood
+        self.fn: Distribution | None = None
+
+    def _pyro_sample(self, msg: Message) -> None:
+        if msg["name"] == OBS:
+            self.fn = cast(Distribution, msg["fn"])  # before outer handlers wrap it (masks)
+
+    def _pyro_post_sample(self, msg: Message) -> None:
+        if msg["name"] != OBS or self.fn is None:
+            return
+        fn, self.fn = self.fn, None
+        mean = _noise_free_mean(self.likelihood, fn)
+        if mean is not None:
+            pyro.deterministic(OBS_MEAN, mean, event_dim=mean.dim() - len(fn.batch_shape))
