@@ -46,6 +46,7 @@ DOCTEST_MODULES = [
     "pyro_bdl.distributions.tempered",
     "pyro_bdl.guides",
     "pyro_bdl.guides.builders",
+    "pyro_bdl.guides.custom",
     "pyro_bdl.guides.dropout",
     "pyro_bdl.guides.handlers",
     "pyro_bdl.guides.mean_field",

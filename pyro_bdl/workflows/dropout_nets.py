@@ -265,4 +265,6 @@ def from_dropout_net(
     prefix = bnn_kwargs.get("prefix", "")
     guide = BernoulliDropout({prefix + k: v for k, v in probs.items()}, estimator=estimator)
     prior = dist.Normal(0.0, 1.0) if prior is None else prior
-    return BNN(copied, prior, likelihood, guide=guide, **bnn_kwargs)
+    bnn = BNN(copied, prior, likelihood, guide=guide, **bnn_kwargs)
+    bnn.mark_fitted()  # the trained network's weights are the posterior: predict does not warn
+    return bnn

@@ -270,6 +270,7 @@ def gaussian_teacher_targets(
         >>> from pyro_bdl import BNN, HomoskedasticGaussian
         >>> x_train = torch.linspace(-1, 1, 10)[:, None]
         >>> teacher_bnn = BNN(nn.Linear(1, 1), dist.Normal(0.0, 1.0), HomoskedasticGaussian(0.1))
+        >>> _ = teacher_bnn.fit(x_train, 2 * x_train[:, 0], epochs=2, progress=False)
         >>> y = gaussian_teacher_targets(teacher_bnn, x_train, num_samples=20, seed=0)
         >>> y.shape, bool((y[:, 1] >= 0.1**2).all())  # (N, 2); variance >= the noise's
         (torch.Size([10, 2]), True)
