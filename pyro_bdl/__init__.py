@@ -32,6 +32,8 @@ _EXPORTS = {
     "MeanFieldNormal": "guides",
     "BernoulliDropout": "guides",
     "ConcreteDropout": "guides",
+    "PyroGuide": "guides",
+    "UnfittedGuideWarning": "bnn",
     "ELBOTerms": "infer",
     "elbo_terms": "infer",
     "Bernoulli": "likelihoods",
@@ -66,7 +68,9 @@ __all__ = [
     "MeanFieldNormal",
     "Prediction",
     "Prior",
+    "PyroGuide",
     "ScaleMixturePrior",
+    "UnfittedGuideWarning",
     "__version__",
     "decompose",
     "distill",
@@ -75,13 +79,14 @@ __all__ = [
 
 if TYPE_CHECKING:
     from . import distill
-    from .bnn import BNN, DivergenceError, FitResult
+    from .bnn import BNN, DivergenceError, FitResult, UnfittedGuideWarning
     from .guides import (
         AutoDropout,
         AutoMeanFieldNormal,
         BernoulliDropout,
         ConcreteDropout,
         MeanFieldNormal,
+        PyroGuide,
     )
     from .infer import ELBOTerms, elbo_terms
     from .likelihoods import (

@@ -11,7 +11,7 @@ from pyro_bdl import guides
 def test_every_guide_class_is_a_top_level_name():
     """``MeanFieldNormal`` is top-level, so are the other guide builders and guide classes."""
     expected = ["AutoDropout", "AutoMeanFieldNormal", "BernoulliDropout", "ConcreteDropout"]
-    expected += ["MeanFieldNormal"]
+    expected += ["MeanFieldNormal", "PyroGuide"]
     for name in expected:
         assert name in pyro_bdl.__all__, name
         assert getattr(pyro_bdl, name) is getattr(guides, name), name
