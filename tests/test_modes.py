@@ -119,6 +119,7 @@ def test_predict_turns_a_fresh_nets_dropout_off():
     )
     net[1].eval()  # a mixed state, restored exactly
     before = flags(net)
+    bnn.mark_fitted()  # q's initial state is the posterior meant here
     pred = bnn.predict(x, 50, seed=0)
     epistemic = pred.decompose().epistemic.sqrt()
     assert float(epistemic.max()) < 1e-4  # weight noise only (about 1e-6 * |x| * width)
@@ -372,6 +373,7 @@ def test_dropout_guide_masks_are_drawn_whatever_the_modes_and_the_nets_own_dropo
             guide=BernoulliDropout(0.3),
             name=name,
         )
+        bnn.mark_fitted()  # the guide's initial p and weights are the posterior compared
         preds.append(bnn.predict(x, 8, chunk_size=1, seed=4).samples)
     torch.testing.assert_close(preds[0], preds[1], rtol=0, atol=0)
     assert float(preds[0].std(0).min()) > 0  # the guide's masks are drawn
