@@ -1,4 +1,4 @@
-"""Posterior types beyond SVI guides, all behind one protocol (:class:`~pyro_bdl.inference.Posterior`).
+"""Posterior types beyond SVI guides, behind one protocol (:class:`~pyro_bdl.inference.Posterior`).
 
 Each type is one module and yields joint weight draws (``sample(num) -> Draws``) of the BNN's
 model sites, so prediction, the uncertainty decomposition, the ArviZ export and distillation
