@@ -1,0 +1,675 @@
+r"""The Laplace approximation around a MAP fit: a Gaussian over (some of) the network's weights.
+
+**The MAP first.** :class:`Laplace` is post-hoc: the network's *current* weights are taken as
+the MAP estimate :math:`\theta^*` under the BNN's prior and likelihood. Get them by
+
+* fitting the BNN with a point-mass guide, ``BNN(..., guide=AutoDelta)`` and ``bnn.fit(x, y)``,
+  then copying the guide's point estimate into the network with :func:`map_to_net` (the
+  deterministic parameters are trained in place already);
+* or training the network yourself on the negative log joint
+  :math:`-\sum_n \log p(y_n \mid f_\theta(x_n)) - \log p(\theta)` (weight decay
+  :math:`\lambda/2\,\lVert\theta\rVert^2` for a ``Normal(0, s)`` prior, :math:`\lambda = 1/s^2`).
+
+**Curvature.** The posterior precision is :math:`A = G + \Lambda`, with :math:`\Lambda` the
+diagonal prior precision and :math:`G = \sum_n J_n^\top H_n J_n` the generalised Gauss-Newton
+matrix (GGN: :math:`J_n` the Jacobian of the outputs at :math:`x_n` in the weights,
+:math:`H_n` the Hessian of the negative log-likelihood in the outputs: :math:`I/\sigma^2`
+(Gaussian), :math:`\mathrm{diag}(p) - pp^\top` (Categorical), :math:`p(1-p)` (Bernoulli)). For a
+linear-Gaussian model the GGN is the Hessian of the negative log-likelihood and the
+approximation is exact. ``hessian="full"`` keeps :math:`G` dense (small nets, the last layer),
+``"diag"`` its exact diagonal (per-example Jacobians, ``torch.func``), ``"kron"`` KFAC blocks for
+``nn.Linear`` layers (see :class:`Laplace`).
+
+**Hyperparameters.** :meth:`Laplace.log_marginal_likelihood` is the Laplace evidence of the
+quadratic (GGN) expansion of the log joint around :math:`\theta^*`, using only that
+:math:`\theta^*` is stationary for the prior precision :math:`\Lambda_0` and noise
+:math:`\sigma_0` of the fit (:math:`\nabla_\theta \mathrm{NLL}(\theta^*) = -\Lambda_0\theta^*`).
+At :math:`(\Lambda_0, \sigma_0)` it is the usual
+
+.. math::
+
+    \log Z = \log p(y \mid \theta^*) + \log p(\theta^*) + \tfrac d2 \log 2\pi
+    - \tfrac12 \log\det A;
+
+at other hyperparameters the posterior mean moves by the Gauss-Newton step
+:math:`-A^{-1}(\Lambda - s\Lambda_0)\theta^*` (:math:`s = \sigma_0^2/\sigma^2`, 1 without noise)
+and the evidence gains :math:`\tfrac12 c^\top A^{-1} c`, :math:`c = (\Lambda - s\Lambda_0)
+\theta^*`. For Bayesian linear regression this is the exact log evidence at *any* prior
+precision and noise, so :meth:`Laplace.optimize_prior` finds the exact evidence maximiser there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+from pyro.distributions import constraints
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal, transform_to
+from torch.func import functional_call, jacrev, vmap
+
+from ..inference.posterior import Draws
+from ..likelihoods import Bernoulli, Categorical, HomoskedasticGaussian
+from ..uncertainty import Prediction
+
+if TYPE_CHECKING:
+    from ..bnn import BNN
+
+__all__ = ["Laplace", "map_to_net"]
+
+HESSIANS = ("full", "diag", "kron")
+#: data points whose Jacobians are held at once while fitting or predicting
+JACOBIAN_CHUNK = 256
+
+
+def map_to_net(bnn: BNN, x: Tensor) -> None:
+    """Copy a fitted point-mass guide's estimate (``AutoDelta``: the MAP) into the network.
+
+    ``BNN.fit`` with ``guide=AutoDelta`` keeps the MAP of the weight sites in the guide, and
+    trains the deterministic parameters in place; :class:`Laplace` reads the network's current
+    weights. Call this between the two.
+
+    :param bnn: a BNN whose guide is a fitted ``pyro.infer.autoguide.AutoDelta``.
+    :param x: example inputs ``(N, ...)`` (the guide is called with them).
+    :raises TypeError: for another guide (its point estimate is not a MAP).
+
+    Example::
+
+        >>> import pyro.distributions as dist
+        >>> from pyro.infer.autoguide import AutoDelta
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.randn(20, 2)
+        >>> bnn = BNN(nn.Linear(2, 1), dist.Normal(0., 1.), HomoskedasticGaussian(0.1),
+        ...           guide=AutoDelta)
+        >>> _ = bnn.fit(x, x[:, 0], epochs=20, lr=0.1, progress=False)
+        >>> map_to_net(bnn, x)
+        >>> bool(bnn.net.weight[0, 0] > 0.5)  # the MAP of y = x_0
+        True
+    """
+    from pyro.infer.autoguide import AutoDelta
+
+    guide = bnn.guide
+    if not isinstance(guide, AutoDelta):
+        raise TypeError(
+            "Expected a BNN fitted with a point-mass guide (guide=AutoDelta), whose estimate is "
+            f"the MAP, but got a {type(guide).__name__} guide; refit with "
+            "BNN(..., guide=AutoDelta) or train the network on the negative log joint yourself."
+        )
+    model = bnn.bayesian_model
+    values = guide.median(x)
+    params = dict(model.net.named_parameters())
+    with torch.no_grad():
+        for n in model.random_names:
+            params[n].copy_(values[model.site_name(n)])
+
+
+def _gaussian_precision(d: Distribution) -> float | None:
+    """``1/s²`` of a zero-mean isotropic Normal prior site (any wrapping), else ``None``."""
+    while isinstance(d, Independent) or hasattr(d, "base_dist"):
+        d = cast(Any, d).base_dist
+    if not isinstance(d, Normal):
+        return None
+    loc, scale = d.loc.detach(), d.scale.detach()
+    if bool((loc != 0).any()) or bool((scale != scale.reshape(-1)[0]).any()):
+        return None
+    return float(scale.reshape(-1)[0]) ** -2
+
+
+class Laplace:
+    r"""Laplace approximation :math:`\mathcal N(\theta^*, (G + \Lambda)^{-1})` of a BNN's weights.
+
+    **Which weights** (``subset``): ``"all"`` (every weight site of the model), ``"last_layer"``
+    (the parameters of the last module owning weight sites), a predicate
+    ``(name, param) -> bool`` or a list of parameter names. The subset must lie within the
+    model's weight sites (``BNN(include=...)``): a deterministic parameter has no prior. The
+    rule for the rest: weight sites outside the subset are held at their MAP values in every
+    draw (a point mass: the last-layer Laplace conditions on the features), and the
+    deterministic parameters stay as they are in the network. For a Laplace over exactly the
+    model's random weights, build the BNN with the same ``include``.
+
+    **Curvature** (``hessian``): ``"full"`` (dense GGN, :math:`d^2` memory), ``"diag"`` (its
+    exact diagonal) or ``"kron"`` (KFAC, ``nn.Linear`` layers only; see :meth:`fit`).
+
+    **Prior precision**: from the BNN's prior, which must be a zero-mean isotropic Normal per
+    parameter tensor (``dist.Normal(0, s)``: :math:`\lambda = 1/s^2`); for any other prior pass
+    ``prior_precision`` (a float, or one per subset parameter tensor).
+
+    **Likelihoods**: ``HomoskedasticGaussian`` with a fixed or learned scale, ``Categorical``
+    and ``Bernoulli``.
+
+    A :class:`~pyro_bdl.inference.Posterior` (``num_draws = None``): ``sample(num)`` draws all
+    the model's weight sites afresh, so ``bnn.predict(x, S, posterior=lap)``, its
+    ``decompose()`` and ``teacher_targets(..., posterior=lap)`` work as with a guide.
+    :meth:`predict_glm` is the linearised predictive.
+
+    :param bnn: the BNN (duck-typed: its ``bayesian_model``), its network at the MAP.
+    :param hessian: ``"full"``, ``"diag"`` or ``"kron"``.
+    :param subset: ``"all"``, ``"last_layer"``, a predicate or parameter names.
+    :param prior_precision: overrides the prior's precision (float or one per tensor).
+    :raises ValueError, TypeError: for an unknown hessian/subset, an unsupported likelihood or
+        prior, or a subset outside the model's weight sites.
+
+    Example::
+
+        >>> import pyro.distributions as dist
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.randn(30, 2)
+        >>> y = x @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(30)
+        >>> bnn = BNN(nn.Linear(2, 1), dist.Normal(0., 1.), HomoskedasticGaussian(0.1))
+        >>> lap = Laplace(bnn, hessian="full").fit(x, y)  # around the net's current weights
+        >>> lap.sample(5).sites["weight"].shape
+        torch.Size([5, 1, 2])
+        >>> bnn.predict(x[:3], 100, posterior=lap).samples.shape
+        torch.Size([100, 3])
+    """
+
+    num_draws: int | None = None
+
+    def __init__(
+        self,
+        bnn: BNN,
+        hessian: str = "full",
+        subset: str | Callable[[str, nn.Parameter], bool] | Sequence[str] = "all",
+        *,
+        prior_precision: float | Sequence[float] | None = None,
+    ) -> None:
+        if hessian not in HESSIANS:
+            raise ValueError(f"Expected hessian in {HESSIANS}, but got {hessian!r}.")
+        self.bnn = bnn
+        self.model = bnn.bayesian_model
+        self.hessian = hessian
+        self.likelihood = self.model.likelihood
+        self.kind = _likelihood_kind(self.likelihood)
+        #: parameter names (``named_parameters()`` keys) under the Laplace, in network order
+        self.names: list[str] = self._resolve_subset(subset)
+        params = dict(self.model.net.named_parameters())
+        self.shapes = {n: params[n].shape for n in self.names}
+        self.sizes = [params[n].numel() for n in self.names]
+        if hessian == "kron":
+            self._check_kron()
+        precision = self._prior_precision(prior_precision)
+        #: the prior precision the MAP was fitted with, one per subset tensor
+        self.prior_precision0 = precision
+        #: the current prior precision, one per subset tensor (:meth:`optimize_prior` tunes it)
+        self.prior_precision = precision.clone()
+        self._fitted: dict[str, Tensor] | None = None
+        self._cache: dict[str, Tensor] | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _resolve_subset(
+        self, subset: str | Callable[[str, nn.Parameter], bool] | Sequence[str]
+    ) -> list[str]:
+        random = self.model.random_names
+        params = dict(self.model.net.named_parameters())
+        if subset == "all":
+            names = list(random)
+        elif subset == "last_layer":
+            owners = [n.rpartition(".")[0] for n in random]
+            names = [n for n, o in zip(random, owners, strict=True) if o == owners[-1]]
+        elif callable(subset):
+            names = [n for n, p in params.items() if subset(n, p)]
+        elif isinstance(subset, Sequence) and not isinstance(subset, str):
+            names = [n for n in params if n in set(subset)]
+            unknown = sorted(set(subset) - set(params))
+            if unknown:
+                raise ValueError(
+                    f"Expected subset names of network parameters, but got unknown {unknown}."
+                )
+        else:
+            raise ValueError(
+                "Expected subset 'all', 'last_layer', a predicate (name, param) -> bool or a list "
+                f"of parameter names, but got {subset!r}."
+            )
+        outside = [n for n in names if n not in random]
+        if outside:
+            raise ValueError(
+                f"Expected a subset within the model's weight sites {random}, but {outside} are "
+                "deterministic (no prior); widen BNN(include=...) or narrow the subset."
+            )
+        if not names:
+            raise ValueError("Expected a subset selecting at least one weight, but got none.")
+        return names
+
+    def _check_kron(self) -> None:
+        for n in self.names:
+            module = self.model.net.get_submodule(n.rpartition(".")[0])
+            if not isinstance(module, nn.Linear):
+                raise ValueError(
+                    f"Expected hessian='kron' over nn.Linear layers only, but {n!r} belongs to a "
+                    f"{type(module).__name__} (KFAC for Conv2d is not implemented); use "
+                    "hessian='diag' or a subset of Linear layers."
+                )
+
+    def _prior_precision(self, given: float | Sequence[float] | None) -> Tensor:
+        p = next(self.model.net.parameters())
+        if given is not None:
+            values = [float(given)] * len(self.names) if _is_number(given) else list(given)  # type: ignore[arg-type]
+            if len(values) != len(self.names) or min(values) <= 0:
+                raise ValueError(
+                    f"Expected prior_precision > 0: a float or one per subset tensor "
+                    f"({len(self.names)}: {self.names}), but got {given!r}."
+                )
+            return torch.tensor(values, dtype=p.dtype, device=p.device)
+        dists = self.model.prior_dists()
+        values = []
+        for n in self.names:
+            lam = _gaussian_precision(dists[n])
+            if lam is None:
+                raise ValueError(
+                    f"Expected a zero-mean isotropic Normal prior (dist.Normal(0, s)) on {n!r} "
+                    f"for the Laplace approximation, but got {dists[n]}; pass "
+                    "prior_precision=... (the 1/s² of the Gaussian prior to use)."
+                )
+            values.append(lam)
+        return torch.tensor(values, dtype=p.dtype, device=p.device)
+
+    # ------------------------------------------------------------------ the network as f(θ)
+    def _theta(self) -> Tensor:
+        params = dict(self.model.net.named_parameters())
+        return torch.cat([params[n].detach().reshape(-1) for n in self.names])
+
+    def _unflatten(self, theta: Tensor) -> dict[str, Tensor]:
+        """``{name: (..., *shape)}`` of flat ``(..., d)`` vectors."""
+        parts = theta.split(self.sizes, dim=-1)
+        return {
+            n: v.reshape(theta.shape[:-1] + self.shapes[n])
+            for n, v in zip(self.names, parts, strict=True)
+        }
+
+    def _jacobians(self, x: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """Outputs ``(B, K)`` and Jacobians ``(B, K, d)`` at ``theta``, per example."""
+        net = self.model.net
+
+        def f(t: Tensor, xi: Tensor) -> Tensor:
+            return functional_call(net, self._unflatten(t), (xi.unsqueeze(0),)).reshape(-1)
+
+        def f_and_out(t: Tensor, xi: Tensor) -> tuple[Tensor, Tensor]:
+            out = f(t, xi)
+            return out, out
+
+        with self.model.side_effect_free():
+            jac, out = vmap(jacrev(f_and_out, has_aux=True), in_dims=(None, 0))(theta, x)
+        return out.detach(), jac.detach()
+
+    def _output_hessian(self, out: Tensor) -> Tensor:
+        """``(B, K, K)`` Hessians of the NLL in the outputs (Gaussian: at unit noise)."""
+        b, k = out.shape
+        if self.kind == "gaussian":
+            return torch.eye(k, dtype=out.dtype, device=out.device).expand(b, k, k)
+        if self.kind == "categorical":
+            p = out.softmax(-1)
+            return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+        p = out.sigmoid()
+        return torch.diag_embed(p * (1 - p))
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, x: Tensor | Iterable[tuple[Tensor, Tensor]], y: Tensor | None = None) -> Laplace:
+        r"""Curvature at the network's current weights (the MAP) over the data.
+
+        ``"kron"`` uses, per ``nn.Linear`` weight (row-major, shape ``(out, in)``), the KFAC
+        block :math:`G \otimes A` with :math:`A = \frac1N \sum_n a_n a_n^\top` (the layer's
+        inputs, **mean** over the data) and :math:`G = \sum_n \sum_c g_{nc} g_{nc}^\top` (the
+        backpropagated output-side vectors of the GGN's square root :math:`H_n = L_n L_n^\top`,
+        **summed** over the data and the outputs), so that for one example the block is the
+        exact GGN block; a bias block is :math:`G` itself (exact); blocks of different
+        tensors are taken as independent.
+
+        :param x: inputs ``(N, ...)``, or an iterable of ``(x, y)`` minibatches (a DataLoader).
+        :param y: targets ``(N, ...)`` (``None`` with minibatches).
+        :return: ``self``.
+        """
+        batches = [(x, y)] if torch.is_tensor(x) else list(cast(Iterable, x))
+        if torch.is_tensor(x) and y is None:
+            raise ValueError("Expected targets y with tensor inputs x, but got y=None.")
+        theta = self._theta()
+        d = theta.numel()
+        curv: Any = None
+        stats = {"n_obs": 0.0, "rss": 0.0, "nll": 0.0, "n": 0.0}
+        for xb, yb in batches:
+            xb, yb = self.model.check_data(xb, yb)
+            assert yb is not None
+            for xc, yc in zip(xb.split(JACOBIAN_CHUNK), yb.split(JACOBIAN_CHUNK), strict=True):
+                out, jac = self._jacobians(xc, theta)
+                curv = self._accumulate(curv, xc, out, jac, d)
+                self._data_terms(stats, xc, yc, out)
+        if curv is None:
+            raise ValueError("Expected at least one minibatch of data, but got none.")
+        self._fitted = {
+            "theta": theta,
+            "sigma0": self._sigma(theta).detach().reshape(()),
+            **{
+                k: torch.tensor(v, dtype=theta.dtype, device=theta.device) for k, v in stats.items()
+            },
+            **(curv if isinstance(curv, dict) else {"ggn": curv}),
+        }
+        params = dict(self.model.net.named_parameters())
+        self._held = {
+            self.model.site_name(n): params[n].detach().clone()
+            for n in self.model.random_names
+            if n not in self.names
+        }
+        self._cache = None
+        return self
+
+    def _accumulate(self, curv: Any, x: Tensor, out: Tensor, jac: Tensor, d: int) -> Any:
+        h = self._output_hessian(out)
+        if self.hessian == "full":
+            g = torch.einsum("nkp,nkl,nlq->pq", jac, h, jac)
+            return g if curv is None else curv + g
+        if self.hessian == "diag":
+            g = torch.einsum("nkp,nkl,nlp->p", jac, h, jac)
+            return g if curv is None else curv + g
+        raise NotImplementedError("hessian='kron' is not implemented yet")
+
+    def _data_terms(self, stats: dict[str, float], x: Tensor, y: Tensor, out: Tensor) -> None:
+        f = out.reshape((len(x),) + self.model.probe_output(x))
+        stats["n"] += len(x)
+        if self.kind == "gaussian":
+            target = self.likelihood.check_target(y, f)
+            r = target.reshape(len(x), -1) - out
+            stats["rss"] += float((r**2).sum())
+            stats["n_obs"] += r.numel()
+        else:
+            target = self.likelihood.check_target(y, f)
+            stats["nll"] -= float(self.likelihood.log_density(f, target).sum())
+
+    def _sigma(self, like: Tensor) -> Tensor:
+        if self.kind != "gaussian":
+            return torch.ones((), dtype=like.dtype, device=like.device)
+        return cast(HomoskedasticGaussian, self.likelihood).noise_scale(like).detach()
+
+    @property
+    def fitted(self) -> dict[str, Tensor]:
+        """The fitted statistics (MAP, curvature, data terms).
+
+        :raises RuntimeError: before :meth:`fit`.
+        """
+        if self._fitted is None:
+            raise RuntimeError("Expected a fitted Laplace, but fit(x, y) was not called yet.")
+        return self._fitted
+
+    # ------------------------------------------------------------------ the Gaussian
+    def _expand(self, per_tensor: Tensor) -> Tensor:
+        sizes = torch.tensor(self.sizes, device=per_tensor.device)
+        return per_tensor.repeat_interleave(sizes)
+
+    def _terms(self, prior_precision: Tensor, sigma: Tensor) -> dict[str, Tensor]:
+        """Posterior mean, precision factor, log det and evidence at these hyperparameters."""
+        fit = self.fitted
+        theta = fit["theta"]
+        lam = self._expand(prior_precision)
+        lam0 = self._expand(self.prior_precision0)
+        noise = sigma**-2 if self.kind == "gaussian" else torch.ones_like(sigma)
+        s = (fit["sigma0"] / sigma) ** 2 if self.kind == "gaussian" else torch.ones_like(sigma)
+        c = (lam - s * lam0) * theta
+        if self.hessian == "full":
+            a = noise * fit["ggn"] + torch.diag(lam)
+            chol = torch.linalg.cholesky(a)
+            w = torch.cholesky_solve(c.unsqueeze(-1), chol).squeeze(-1)
+            logdet = 2 * chol.diagonal().log().sum()
+            factor = chol
+        else:
+            a = noise * fit["ggn"] + lam
+            w = c / a
+            logdet = a.log().sum()
+            factor = a
+        if self.kind == "gaussian":
+            nll = fit["n_obs"] * (sigma.log() + 0.5 * math.log(2 * math.pi)) + fit["rss"] / (
+                2 * sigma**2
+            )
+        else:
+            nll = fit["nll"]
+        log_z = (
+            -nll
+            - 0.5 * (lam * theta**2).sum()
+            + 0.5 * (c * w).sum()
+            + 0.5 * lam.log().sum()
+            - 0.5 * logdet
+        )
+        return {"mean": theta - w, "factor": factor, "log_z": log_z}
+
+    def _current(self) -> dict[str, Tensor]:
+        if self._cache is None:
+            theta = self.fitted["theta"]
+            with torch.no_grad():
+                self._cache = self._terms(self.prior_precision, self._sigma(theta))
+        return self._cache
+
+    @property
+    def mean(self) -> Tensor:
+        """Posterior mean ``(d,)`` of the subset's weights, flattened in network order."""
+        return self._current()["mean"]
+
+    @property
+    def posterior_precision(self) -> Tensor:
+        """``(d, d)`` (``"full"``) or ``(d,)`` (``"diag"``) posterior precision :math:`A`."""
+        factor = self._current()["factor"]
+        return factor @ factor.T if self.hessian == "full" else factor
+
+    @property
+    def posterior_covariance(self) -> Tensor:
+        """``(d, d)`` (``"full"``) or ``(d,)`` (``"diag"``: the marginal variances)."""
+        factor = self._current()["factor"]
+        return torch.cholesky_inverse(factor) if self.hessian == "full" else 1 / factor
+
+    def log_marginal_likelihood(
+        self,
+        prior_precision: float | Tensor | None = None,
+        sigma: float | Tensor | None = None,
+    ) -> Tensor:
+        """The Laplace log evidence (see the module's docstring), differentiable in its inputs.
+
+        :param prior_precision: a float or one per subset tensor (default: the current ones).
+        :param sigma: the Gaussian noise scale (default: the likelihood's current one).
+        :return: a scalar tensor.
+        """
+        theta = self.fitted["theta"]
+        lam = self.prior_precision if prior_precision is None else prior_precision
+        lam = torch.as_tensor(lam, dtype=theta.dtype, device=theta.device)
+        lam = lam.expand(len(self.names)) if lam.dim() == 0 else lam
+        sig = self._sigma(theta) if sigma is None else sigma
+        sig = torch.as_tensor(sig, dtype=theta.dtype, device=theta.device)
+        return self._terms(lam, sig)["log_z"]
+
+    def optimize_prior(
+        self,
+        *,
+        per_layer: bool = False,
+        noise: bool | None = None,
+        steps: int = 500,
+        lr: float = 0.1,
+    ) -> Laplace:
+        """Maximise :meth:`log_marginal_likelihood` over the prior precision (and noise).
+
+        Adam on the logarithms, its learning rate decaying exponentially to ``lr / 100`` over
+        the ``steps``.
+
+        :param per_layer: one precision per subset tensor (else one for all).
+        :param noise: also tune the Gaussian noise scale (default: when the likelihood's scale
+            is learned, ``HomoskedasticGaussian(scale=None)``); the optimum is written into the
+            likelihood, so ``bnn.predict`` uses it.
+        :return: ``self``.
+        :raises ValueError: ``noise=True`` with a fixed or no noise scale.
+        """
+        theta = self.fitted["theta"]
+        learned = self.kind == "gaussian" and self.likelihood.fixed_scale is None
+        noise = learned if noise is None else noise
+        if noise and not learned:
+            raise ValueError(
+                "Expected a Gaussian likelihood with a learned scale "
+                "(HomoskedasticGaussian(scale=None)) to tune the noise, but got "
+                f"{self.likelihood!r}; pass noise=False or build it with scale=None."
+            )
+        init = self.prior_precision.log()
+        log_lam = (init if per_layer else init.mean().reshape(1)).clone().requires_grad_(True)
+        log_sig = self._sigma(theta).log().clone().requires_grad_(noise)
+        params = [log_lam] + ([log_sig] if noise else [])
+        opt = torch.optim.Adam(params, lr=lr)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.01 ** (1 / max(steps, 1)))
+        for _ in range(steps):
+            opt.zero_grad()
+            lam = log_lam.exp().expand(len(self.names))
+            loss = -self._terms(lam, log_sig.exp())["log_z"]
+            loss.backward()
+            opt.step()
+            sched.step()
+        with torch.no_grad():
+            self.prior_precision = log_lam.exp().expand(len(self.names)).clone()
+            if noise:
+                self._set_noise(log_sig.exp())
+        self._cache = None
+        return self
+
+    def _set_noise(self, sigma: Tensor) -> None:
+        raw = cast(Tensor, self.likelihood.scale_unconstrained)
+        raw.copy_(transform_to(constraints.positive).inv(sigma.to(raw)))
+
+    # ------------------------------------------------------------------ draws
+    def sample(self, num: int, *, offset: int = 0) -> Draws:
+        """``num`` fresh joint draws of every weight site (``offset`` is ignored).
+
+        Subset sites are drawn from the Gaussian, the model's other weight sites are held at
+        their MAP values.
+
+        :return: :class:`~pyro_bdl.inference.Draws` ``{site: (num, *shape)}``.
+        """
+        cur = self._current()
+        mean, factor = cur["mean"], cur["factor"]
+        z = torch.randn((num, mean.numel()), dtype=mean.dtype, device=mean.device)
+        if self.hessian == "full":
+            eps = torch.linalg.solve_triangular(factor.T, z.T, upper=True).T
+        else:
+            eps = z / factor.sqrt()
+        drawn = self._unflatten(mean + eps)
+        sites = {self.model.site_name(n): v for n, v in drawn.items()}
+        sites.update({k: v.expand((num,) + v.shape) for k, v in self._held.items()})
+        return Draws({s: sites[s] for s in self.model.site_names})
+
+    # ------------------------------------------------------------------ linearised predictive
+    def glm_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Mean ``(N, K)`` and covariance ``(N, K, K)`` of the linearised outputs.
+
+        :math:`f(x) \approx f_{\theta^*}(x) + J(x)(\mu - \theta^*)`, covariance
+        :math:`J(x)\,\Sigma\,J(x)^\top` (``K`` the flattened per-datum output size).
+        """
+        x, _ = self.model.check_data(x)
+        fit, cur = self.fitted, self._current()
+        means, covs = [], []
+        for xc in x.split(JACOBIAN_CHUNK):
+            out, jac = self._jacobians(xc, fit["theta"])
+            means.append(out + jac @ (cur["mean"] - fit["theta"]))
+            if self.hessian == "full":
+                w = torch.linalg.solve_triangular(cur["factor"], jac.transpose(-1, -2), upper=False)
+                covs.append(w.transpose(-1, -2) @ w)
+            else:
+                covs.append(torch.einsum("nkp,p,nlp->nkl", jac, 1 / cur["factor"], jac))
+        return torch.cat(means), torch.cat(covs)
+
+    def predict_glm(self, x: Tensor, *, num_samples: int = 100, link: str = "mc") -> Prediction:
+        r"""The linearised (GLM) predictive: :math:`f \sim \mathcal N(m(x), J\Sigma J^\top)`.
+
+        Regression: a Gaussian :class:`~pyro_bdl.uncertainty.Prediction` of two sigma points
+        :math:`m \pm \sqrt{\mathrm{diag}(J\Sigma J^\top)}` per output, so that its
+        ``decompose()`` is exact: epistemic :math:`\mathrm{diag}(J\Sigma J^\top)`, aleatoric
+        :math:`\sigma^2`, mean :math:`m` (its ``log_prob``/``interval`` are those of the
+        two-point mixture, not of :math:`\mathcal N(m, v + \sigma^2)`).
+        Classification: ``link="mc"`` draws ``num_samples`` outputs from the Gaussian
+        (full output covariance, with the global RNG) and maps them through the likelihood;
+        ``link="probit"`` is the probit approximation
+        :math:`\mathrm{softmax}(m / \sqrt{1 + \pi\,\mathrm{diag}(v)/8})`, one draw (its
+        decomposition has no epistemic part).
+
+        :param x: inputs ``(N, ...)``.
+        :param num_samples: draws of the ``"mc"`` link.
+        :param link: ``"mc"`` or ``"probit"`` (classification only).
+        :return: a :class:`~pyro_bdl.uncertainty.Prediction`.
+        """
+        if link not in ("mc", "probit"):
+            raise ValueError(f"Expected link 'mc' or 'probit', but got {link!r}.")
+        x, _ = self.model.check_data(x)
+        m, v = self.glm_moments(x)
+        shape = (len(x),) + self.model.probe_output(x)
+        if self.kind == "gaussian":
+            sd = v.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+            f = torch.stack([m + sd, m - sd]).reshape((2,) + shape)
+            return self.likelihood.prediction_from_outputs(f, 1)
+        if link == "probit":
+            var = v.diagonal(dim1=-2, dim2=-1)
+            f = (m / (1 + math.pi * var / 8).sqrt()).reshape((1,) + shape)
+            return self.likelihood.prediction_from_outputs(f, 1)
+        jitter = 1e-10 * torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
+        chol = torch.linalg.cholesky(v + jitter)
+        z = torch.randn((num_samples,) + m.shape, dtype=m.dtype, device=m.device)
+        f = m + (chol @ z.unsqueeze(-1)).squeeze(-1)
+        return self.likelihood.prediction_from_outputs(f.reshape((num_samples,) + shape), 1)
+
+    # ------------------------------------------------------------------ persistence
+    def to_state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """``(config, tensors)``: plain JSON-able data and named tensors.
+
+        Example::
+
+            >>> config, tensors = lap.to_state()  # doctest: +SKIP
+            >>> config["type"], sorted(tensors)[:2]  # doctest: +SKIP
+            ('Laplace', ['fit.ggn', 'fit.n'])
+        """
+        config = {"type": type(self).__name__, "hessian": self.hessian, "subset": self.names}
+        tensors = {
+            "prior_precision": self.prior_precision,
+            "prior_precision0": self.prior_precision0,
+        }
+        if self._fitted is not None:
+            tensors.update({f"fit.{k}": v for k, v in self._fitted.items()})
+            tensors.update({f"held.{k}": v for k, v in self._held.items()})
+        return config, {k: v.detach().clone() for k, v in tensors.items()}
+
+    @classmethod
+    def from_state(
+        cls, config: Mapping[str, Any], tensors: Mapping[str, Tensor], bnn: BNN
+    ) -> Laplace:
+        """Rebuild from :meth:`to_state` for ``bnn`` (the same model).
+
+        :raises ValueError: for a config of another type.
+        """
+        if config.get("type") != cls.__name__:
+            raise ValueError(
+                f"Expected a {cls.__name__} state, but got type {config.get('type')!r}."
+            )
+        lap = cls(
+            bnn,
+            config["hessian"],
+            list(config["subset"]),
+            prior_precision=tensors["prior_precision0"].tolist(),
+        )
+        lap.prior_precision = tensors["prior_precision"].clone()
+        fit = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("fit.")}
+        if fit:
+            lap._fitted = fit
+            lap._held = {k[5:]: v.clone() for k, v in tensors.items() if k.startswith("held.")}
+        return lap
+
+    def __repr__(self) -> str:
+        return (
+            f"Laplace(hessian={self.hessian!r}, subset={self.names}, "
+            f"fitted={self._fitted is not None})"
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _likelihood_kind(likelihood: Any) -> str:
+    if isinstance(likelihood, HomoskedasticGaussian) and likelihood.precision_prior is None:
+        return "gaussian"
+    if isinstance(likelihood, Categorical):
+        return "categorical"
+    if isinstance(likelihood, Bernoulli):
+        return "bernoulli"
+    raise ValueError(
+        "Expected a HomoskedasticGaussian (fixed or learned scale, no precision prior), "
+        f"Categorical or Bernoulli likelihood for the Laplace approximation, but got "
+        f"{likelihood!r}."
+    )

@@ -1,0 +1,287 @@
+"""Laplace: exact on Bayesian linear regression, GGN against brute force, every prediction path.
+
+Ground truth (float64): for ``nn.Linear`` with a Gaussian likelihood of fixed noise and a
+``Normal(0, s)`` prior, the posterior is N(μ, A⁻¹) with A = ΦᵀΦ/σ² + I/s², μ = A⁻¹Φᵀy/σ²
+(Φ = [x, 1]) and the evidence is y ~ N(0, σ²I + s²ΦΦᵀ).
+"""
+
+import math
+
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer.autoguide import AutoDelta
+from scipy.optimize import minimize, minimize_scalar
+from torch import nn
+from torch.func import functional_call, jacrev
+
+from pyro_bdl import BNN, Categorical, HomoskedasticGaussian
+from pyro_bdl.likelihoods import Bernoulli
+from pyro_bdl.posteriors.laplace import Laplace, map_to_net
+from pyro_bdl.priors import ScaleMixturePrior
+from pyro_bdl.workflows.teachers import teacher_targets
+
+N, D, SIGMA, S = 30, 3, 0.5, 2.0
+
+
+def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, D, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 + SIGMA * torch.randn(N, generator=g)
+    return x, y
+
+
+def _closed_form(x, y, lam, sigma):
+    phi = torch.cat([x, torch.ones(len(x), 1)], 1)
+    a = phi.T @ phi / sigma**2 + lam * torch.eye(phi.shape[1])
+    mu = torch.linalg.solve(a, phi.T @ y / sigma**2)
+    return phi, a, mu
+
+
+def _evidence(phi, y, lam, sigma):
+    cov = sigma**2 * torch.eye(len(y)) + phi @ phi.T / lam
+    return dist.MultivariateNormal(torch.zeros(len(y)), cov).log_prob(y)
+
+
+def _linear_bnn(mu, scale=SIGMA, learned=False):
+    net = nn.Linear(D, 1)
+    with torch.no_grad():
+        net.weight.copy_(mu[:D].reshape(1, D))
+        net.bias.copy_(mu[D:])
+    lik = HomoskedasticGaussian(None, init_scale=scale) if learned else HomoskedasticGaussian(scale)
+    return BNN(net, dist.Normal(0.0, S), lik)
+
+
+def _fitted_linear(hessian="full", learned=False):
+    x, y = _data()
+    phi, a, mu = _closed_form(x, y, 1 / S**2, SIGMA)
+    bnn = _linear_bnn(mu, learned=learned)
+    return bnn, Laplace(bnn, hessian=hessian).fit(x, y), (x, y, phi, a, mu)
+
+
+def test_full_is_exact_on_linear_regression():
+    _, lap, (x, y, phi, a, mu) = _fitted_linear("full")
+    assert torch.allclose(lap.mean, mu, atol=1e-8, rtol=0)
+    assert torch.allclose(lap.posterior_covariance, torch.linalg.inv(a), atol=1e-8, rtol=0)
+    exact = _evidence(phi, y, 1 / S**2, SIGMA)
+    assert abs(float(lap.log_marginal_likelihood() - exact)) < 1e-8
+
+
+def test_diag_is_the_diagonal_of_the_exact_precision():
+    _, lap, (_, _, _, a, mu) = _fitted_linear("diag")
+    assert torch.allclose(lap.posterior_precision, a.diagonal(), atol=1e-8, rtol=0)
+    assert torch.allclose(lap.mean, mu, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("lam,sigma", [(0.05, 0.5), (3.0, 0.5), (0.25, 0.2), (10.0, 2.0)])
+def test_evidence_is_exact_at_other_hyperparameters(lam, sigma):
+    """The quadratic expansion around the MAP of (1/s², σ₀) is exact for a linear model: the
+    evidence and the moved posterior mean at any (λ, σ) are the closed form's."""
+    _, lap, (x, y, phi, _, _) = _fitted_linear("full", learned=True)
+    got = lap.log_marginal_likelihood(lam, sigma)
+    assert abs(float(got - _evidence(phi, y, lam, sigma))) < 1e-8
+    lap.prior_precision = torch.full((2,), lam)
+    lap._cache = None
+    _, _, mu = _closed_form(x, y, lam, SIGMA)
+    assert torch.allclose(lap.mean, mu, atol=1e-8, rtol=0)
+
+
+def test_optimize_prior_reaches_the_evidence_maximiser():
+    _, lap, (_, y, phi, _, _) = _fitted_linear("full")
+    best = minimize_scalar(
+        lambda t: -float(_evidence(phi, y, math.exp(t), SIGMA)), bracket=(-3, 0), tol=1e-12
+    )
+    lap.optimize_prior()
+    # Adam with a decaying rate: within 1e-3 relative of the closed-form optimum
+    assert lap.prior_precision.shape == (2,)
+    assert torch.allclose(lap.prior_precision, torch.tensor(math.exp(best.x)).expand(2), rtol=1e-3)
+
+
+def test_optimize_prior_tunes_noise_and_writes_it_into_the_likelihood():
+    bnn, lap, (x, _, phi, _, _) = _fitted_linear("full", learned=True)
+    y = _data()[1]
+
+    def neg(v):
+        return -float(_evidence(phi, y, math.exp(v[0]), math.exp(v[1])))
+
+    best = minimize(neg, [0.0, 0.0], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12})
+    lap.optimize_prior(steps=1000)
+    lam_opt, sigma_opt = math.exp(best.x[0]), math.exp(best.x[1])
+    assert abs(float(lap.prior_precision[0]) / lam_opt - 1) < 1e-3
+    sigma = float(bnn.likelihood.noise_scale(x).detach())
+    assert abs(sigma / sigma_opt - 1) < 1e-3
+    assert bnn.predict(x[:2], 3, posterior=lap).scale[0, 0].item() == pytest.approx(sigma)
+
+
+def test_optimize_prior_refuses_a_fixed_noise():
+    _, lap, _ = _fitted_linear("full")
+    with pytest.raises(ValueError, match="learned scale"):
+        lap.optimize_prior(noise=True)
+
+
+def test_mc_predictive_matches_the_glm_predictive_of_a_linear_net():
+    bnn, lap, (x, *_) = _fitted_linear("full")
+    xt = torch.randn(5, D)
+    mc = bnn.predict(xt, 40000, posterior=lap, seed=1)
+    glm = lap.predict_glm(xt)
+    g, m = glm.decompose(), mc.decompose()
+    # exact for a linear net: mean within 4 MC standard errors, epistemic variance within 3 %
+    se = (g.epistemic / 40000).sqrt()
+    assert ((mc.mean - glm.mean).abs() < 4 * se).all()
+    assert torch.allclose(m.epistemic, g.epistemic, rtol=0.03)
+    # the GLM decomposition is exact: epistemic = diag(J Σ Jᵀ), aleatoric = σ²
+    phi = torch.cat([xt, torch.ones(5, 1)], 1)
+    var = ((phi @ lap.posterior_covariance) * phi).sum(-1)
+    assert torch.allclose(g.epistemic, var, atol=1e-12, rtol=0)
+    assert torch.allclose(g.aleatoric, torch.full((5,), SIGMA**2), atol=1e-12, rtol=0)
+    assert torch.allclose(glm.mean, phi @ lap.mean, atol=1e-12, rtol=0)
+    assert torch.allclose(g.total, g.aleatoric + g.epistemic, atol=0, rtol=1e-15)
+    assert torch.allclose(m.total, m.aleatoric + m.epistemic, atol=0, rtol=1e-15)
+
+
+def _mlp_classifier(subset_include=None, classes=3):
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, classes))
+    bnn = BNN(net, dist.Normal(0.0, 1.0), Categorical(), include=subset_include)
+    x = torch.randn(12, 2)
+    y = torch.randint(0, classes, (12,))
+    return bnn, x, y
+
+
+def _brute_ggn(bnn, names, x, hess):
+    """Σ_n J_nᵀ H_n J_n from the Jacobian of the whole batch (torch.func.jacrev)."""
+    net = bnn.net
+    params = dict(net.named_parameters())
+    theta = torch.cat([params[n].detach().reshape(-1) for n in names])
+    sizes = [params[n].numel() for n in names]
+
+    def f(t):
+        split = dict(zip(names, t.split(sizes), strict=True))
+        ps = {n: v.reshape(params[n].shape) for n, v in split.items()}
+        return functional_call(net, ps, (x,))
+
+    out = f(theta).detach()
+    jac = jacrev(f)(theta)  # (N, K, d)
+    return torch.einsum("nkp,nkl,nlq->pq", jac, hess(out), jac)
+
+
+@pytest.mark.parametrize("hessian", ["full", "diag"])
+def test_categorical_ggn_matches_brute_force(hessian):
+    bnn, x, y = _mlp_classifier()
+    lap = Laplace(bnn, hessian=hessian, prior_precision=2.0).fit(x, y)
+
+    def hess(out):
+        p = out.softmax(-1)
+        return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+
+    ggn = _brute_ggn(bnn, lap.names, x, hess) + 2.0 * torch.eye(lap.mean.numel())
+    want = ggn if hessian == "full" else ggn.diagonal()
+    assert torch.allclose(lap.posterior_precision, want, atol=1e-10, rtol=0)
+
+
+def test_bernoulli_ggn_matches_brute_force():
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    bnn = BNN(net, dist.Normal(0.0, 1.0), Bernoulli())
+    x = torch.randn(10, 2)
+    y = (torch.rand(10) < 0.5).double()
+    lap = Laplace(bnn).fit(x, y)
+
+    def hess(out):
+        p = out.sigmoid()
+        return torch.diag_embed(p * (1 - p))
+
+    want = _brute_ggn(bnn, lap.names, x, hess) + torch.eye(lap.mean.numel())
+    assert torch.allclose(lap.posterior_precision, want, atol=1e-10, rtol=0)
+
+
+def test_last_layer_subset_holds_the_other_sites_at_the_map():
+    bnn, x, y = _mlp_classifier()
+    lap = Laplace(bnn, subset="last_layer").fit(x, y)
+    assert lap.names == ["2.weight", "2.bias"]
+    draws = lap.sample(7).sites
+    assert list(draws) == bnn.bayesian_model.site_names
+    assert torch.equal(draws["0.weight"], bnn.net[0].weight.detach().expand(7, 4, 2))
+    assert draws["2.weight"].shape == (7, 3, 4) and draws["2.weight"].std(0).min() > 0
+    # the same Laplace as a BNN whose random sites are the last layer only
+    last = BNN(bnn.net, dist.Normal(0.0, 1.0), Categorical(), include=lambda n, p: n[0] == "2")
+    other = Laplace(last, subset="all").fit(x, y)
+    assert torch.allclose(other.posterior_precision, lap.posterior_precision, atol=1e-12)
+    assert list(other.sample(2).sites) == ["2.weight", "2.bias"]
+
+
+def test_subset_outside_the_weight_sites_is_refused():
+    bnn, _, _ = _mlp_classifier(subset_include=lambda n, p: n.startswith("2."))
+    with pytest.raises(ValueError, match="deterministic"):
+        Laplace(bnn, subset=lambda n, p: n.startswith("0."))
+
+
+def test_unsupported_prior_and_likelihood_are_refused():
+    net = nn.Linear(2, 1)
+    bnn = BNN(net, ScaleMixturePrior(0.5, 1.0, 0.1), HomoskedasticGaussian(0.1))
+    with pytest.raises(ValueError, match="isotropic Normal"):
+        Laplace(bnn)
+    assert Laplace(bnn, prior_precision=4.0).prior_precision.tolist() == [4.0, 4.0]
+    lik = HomoskedasticGaussian(precision_prior=dist.Gamma(1.0, 1.0))
+    with pytest.raises(ValueError, match="precision prior"):
+        Laplace(BNN(nn.Linear(2, 1), dist.Normal(0.0, 1.0), lik))
+
+
+def test_kron_refuses_conv2d():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 1))
+    bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(0.1))
+    with pytest.raises(ValueError, match="Conv2d"):
+        Laplace(bnn, hessian="kron")
+
+
+def test_map_to_net_copies_the_autodelta_estimate():
+    x, y = _data()
+    bnn = BNN(nn.Linear(D, 1), dist.Normal(0.0, S), HomoskedasticGaussian(SIGMA), guide=AutoDelta)
+    bnn.fit(x, y, epochs=300, lr=0.05, progress=False)
+    map_to_net(bnn, x)
+    _, _, mu = _closed_form(x, y, 1 / S**2, SIGMA)
+    assert torch.allclose(bnn.net.weight.detach().reshape(-1), mu[:D], atol=1e-4)
+    lap = Laplace(bnn).fit(x, y)
+    assert torch.allclose(lap.mean, mu, atol=1e-4)
+    with pytest.raises(TypeError, match="AutoDelta"):
+        map_to_net(BNN(nn.Linear(D, 1), dist.Normal(0.0, 1.0), HomoskedasticGaussian(0.1)), x)
+
+
+def test_dataloader_fit_equals_tensor_fit():
+    _, lap, (x, y, *_) = _fitted_linear("full")
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=7)
+    other = Laplace(lap.bnn).fit(loader)
+    assert torch.allclose(other.posterior_precision, lap.posterior_precision, atol=1e-12)
+    assert abs(float(other.log_marginal_likelihood() - lap.log_marginal_likelihood())) < 1e-10
+
+
+@pytest.mark.parametrize("hessian", ["full", "diag"])
+def test_predict_decompose_and_teacher_targets_with_posterior_lap(hessian):
+    bnn, x, y = _mlp_classifier()
+    lap = Laplace(bnn, hessian=hessian).fit(x, y)
+    pred = bnn.predict(x, 50, posterior=lap, seed=0)
+    parts = pred.decompose()
+    assert torch.allclose(parts.total, parts.aleatoric + parts.epistemic, atol=1e-15, rtol=0)
+    assert (parts.epistemic > 0).all()
+    soft = teacher_targets(bnn, x, 1.0, num_samples=50, seed=0, posterior=lap)
+    assert torch.allclose(soft, pred.probs, atol=1e-12, rtol=0)
+    glm = lap.predict_glm(x, num_samples=30)
+    assert glm.samples.shape == (30, 12, 3)
+    probit = lap.predict_glm(x, link="probit")
+    assert torch.allclose(probit.probs.sum(-1), torch.ones(12))
+
+
+@pytest.mark.parametrize("hessian", ["full", "diag"])
+def test_state_round_trip_predicts_bitwise_equal(hessian):
+    bnn, x, y = _mlp_classifier()
+    lap = Laplace(bnn, hessian=hessian, subset="last_layer").fit(x, y)
+    lap.optimize_prior(per_layer=True, steps=20)
+    config, tensors = lap.to_state()
+    assert config["type"] == "Laplace"
+    import json
+
+    back = Laplace.from_state(json.loads(json.dumps(config)), tensors, bnn)
+    a = bnn.predict(x, 20, posterior=lap, seed=5).samples
+    b = bnn.predict(x, 20, posterior=back, seed=5).samples
+    assert torch.equal(a, b)
+    assert torch.equal(lap.log_marginal_likelihood(), back.log_marginal_likelihood())
