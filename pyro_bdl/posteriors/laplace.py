@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import torch
 from pyro.distributions import constraints
@@ -54,8 +54,9 @@ from ..inference.posterior import Draws
 from ..likelihoods import Bernoulli, Categorical, HomoskedasticGaussian
 from ..uncertainty import Prediction
 
-if TYPE_CHECKING:
-    from ..bnn import BNN
+#: a :class:`~pyro_bdl.BNN`, taken by duck typing (its ``bayesian_model``, ``net``, ``guide``):
+#: the posteriors sit below the facade and do not import it
+_BNN = Any
 
 __all__ = ["Laplace", "map_to_net"]
 
@@ -64,7 +65,7 @@ HESSIANS = ("full", "diag", "kron")
 JACOBIAN_CHUNK = 256
 
 
-def map_to_net(bnn: BNN, x: Tensor) -> None:
+def map_to_net(bnn: _BNN, x: Tensor) -> None:
     """Copy a fitted point-mass guide's estimate (``AutoDelta``: the MAP) into the network.
 
     ``BNN.fit`` with ``guide=AutoDelta`` keeps the MAP of the weight sites in the guide, and
@@ -169,7 +170,7 @@ class Laplace:
 
     def __init__(
         self,
-        bnn: BNN,
+        bnn: _BNN,
         hessian: str = "full",
         subset: str | Callable[[str, nn.Parameter], bool] | Sequence[str] = "all",
         *,
@@ -324,18 +325,22 @@ class Laplace:
         if torch.is_tensor(x) and y is None:
             raise ValueError("Expected targets y with tensor inputs x, but got y=None.")
         theta = self._theta()
-        d = theta.numel()
         curv: Any = None
         stats = {"n_obs": 0.0, "rss": 0.0, "nll": 0.0, "n": 0.0}
         for xb, yb in batches:
             xb, yb = self.model.check_data(xb, yb)
             assert yb is not None
             for xc, yc in zip(xb.split(JACOBIAN_CHUNK), yb.split(JACOBIAN_CHUNK), strict=True):
-                out, jac = self._jacobians(xc, theta)
-                curv = self._accumulate(curv, xc, out, jac, d)
+                if self.hessian == "kron":
+                    out, curv = self._accumulate_kron(curv, xc)
+                else:
+                    out, jac = self._jacobians(xc, theta)
+                    curv = self._accumulate(curv, out, jac)
                 self._data_terms(stats, xc, yc, out)
         if curv is None:
             raise ValueError("Expected at least one minibatch of data, but got none.")
+        if self.hessian == "kron":
+            curv = self._kron_eigen(curv, stats["n"])
         self._fitted = {
             "theta": theta,
             "sigma0": self._sigma(theta).detach().reshape(()),
@@ -353,15 +358,114 @@ class Laplace:
         self._cache = None
         return self
 
-    def _accumulate(self, curv: Any, x: Tensor, out: Tensor, jac: Tensor, d: int) -> Any:
+    def _accumulate(self, curv: Any, out: Tensor, jac: Tensor) -> Any:
         h = self._output_hessian(out)
         if self.hessian == "full":
             g = torch.einsum("nkp,nkl,nlq->pq", jac, h, jac)
-            return g if curv is None else curv + g
-        if self.hessian == "diag":
+        else:
             g = torch.einsum("nkp,nkl,nlp->p", jac, h, jac)
-            return g if curv is None else curv + g
-        raise NotImplementedError("hessian='kron' is not implemented yet")
+        return g if curv is None else curv + g
+
+    def _layers(self) -> list[str]:
+        """Names of the ``nn.Linear`` modules owning subset tensors, in network order."""
+        return list(dict.fromkeys(n.rpartition(".")[0] for n in self.names))
+
+    def _accumulate_kron(self, curv: Any, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Add one chunk's ``Σ a aᵀ`` and ``Σ_n gᵀ H g`` per layer; return the outputs too."""
+        net, layers = self.model.net, self._layers()
+        inputs: dict[str, Tensor] = {}
+
+        def record(name: str) -> Callable:
+            def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+                inputs[name] = args[0].detach()
+
+            return hook
+
+        def perturb(eps: dict[str, Tensor], name: str) -> Callable:
+            def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+                return output + eps[name]
+
+            return hook
+
+        def f(eps: dict[str, Tensor], xi: Tensor) -> tuple[Tensor, Tensor]:
+            handles = [net.get_submodule(n).register_forward_hook(perturb(eps, n)) for n in layers]
+            try:
+                out = net(xi.unsqueeze(0)).reshape(-1)
+            finally:
+                for h in handles:
+                    h.remove()
+            return out, out
+
+        with self.model.side_effect_free():
+            handles = [net.get_submodule(n).register_forward_hook(record(n)) for n in layers]
+            try:
+                with torch.no_grad():
+                    net(x)
+            finally:
+                for h in handles:
+                    h.remove()
+            p = next(net.parameters())
+            zero = {
+                n: torch.zeros(
+                    cast(nn.Linear, net.get_submodule(n)).out_features,
+                    dtype=p.dtype,
+                    device=p.device,
+                )
+                for n in layers
+            }
+            back, out = vmap(jacrev(f, has_aux=True), in_dims=(None, 0))(zero, x)
+        for n in layers:
+            if inputs[n].dim() != 2:
+                raise ValueError(
+                    f"Expected hessian='kron' layers applied once per example (input (N, in)), "
+                    f"but {n!r} got input of shape {tuple(inputs[n].shape)}; use hessian='diag'."
+                )
+        hess = self._output_hessian(out.detach())
+        curv = {} if curv is None else curv
+        for n in layers:
+            a, g = inputs[n], back[n].detach()
+            ga = torch.einsum("nko,nkl,nlp->op", g, hess, g)
+            aa = a.T @ a
+            curv[f"G.{n}"] = ga if f"G.{n}" not in curv else curv[f"G.{n}"] + ga
+            curv[f"A.{n}"] = aa if f"A.{n}" not in curv else curv[f"A.{n}"] + aa
+        return out.detach(), curv
+
+    def _kron_eigen(self, curv: dict[str, Tensor], n: float) -> dict[str, Tensor]:
+        """Eigenvectors per layer and the GGN's eigenvalues ``(d,)`` in their basis."""
+        fitted: dict[str, Tensor] = {}
+        eig = []
+        for layer in self._layers():
+            e_g, q_g = torch.linalg.eigh(curv[f"G.{layer}"])
+            e_a, q_a = torch.linalg.eigh(curv[f"A.{layer}"] / n)  # A = E[a aᵀ], the mean
+            fitted[f"kronG.{layer}"] = curv[f"G.{layer}"]
+            fitted[f"kronA.{layer}"] = curv[f"A.{layer}"] / n
+            fitted[f"qg.{layer}"], fitted[f"qa.{layer}"] = q_g, q_a
+            for name in self.names:
+                if name.rpartition(".")[0] != layer:
+                    continue
+                if self.shapes[name] == q_g.shape[:1]:  # the bias: G itself (exact)
+                    eig.append(e_g.clamp_min(0))
+                else:
+                    eig.append(torch.outer(e_g, e_a).clamp_min(0).reshape(-1))
+        fitted["ggn"] = torch.cat(eig)
+        return fitted
+
+    def _rotate(self, v: Tensor, back: bool = False) -> Tensor:
+        """``(..., d)`` vectors into (``back``: out of) the KFAC eigenbasis; others unchanged."""
+        if self.hessian != "kron":
+            return v
+        fit, parts = self.fitted, []
+        for name, part in zip(self.names, v.split(self.sizes, dim=-1), strict=True):
+            layer = name.rpartition(".")[0]
+            q_g = fit[f"qg.{layer}"]
+            if len(self.shapes[name]) == 1:
+                parts.append(part @ (q_g.T if back else q_g))
+                continue
+            q_a = fit[f"qa.{layer}"]
+            w = part.reshape(part.shape[:-1] + self.shapes[name])
+            w = q_g @ w @ q_a.T if back else q_g.T @ w @ q_a
+            parts.append(w.reshape(part.shape))
+        return torch.cat(parts, -1)
 
     def _data_terms(self, stats: dict[str, float], x: Tensor, y: Tensor, out: Tensor) -> None:
         f = out.reshape((len(x),) + self.model.probe_output(x))
@@ -412,7 +516,7 @@ class Laplace:
             factor = chol
         else:
             a = noise * fit["ggn"] + lam
-            w = c / a
+            w = self._rotate(self._rotate(c) / a, back=True)
             logdet = a.log().sum()
             factor = a
         if self.kind == "gaussian":
@@ -444,14 +548,21 @@ class Laplace:
 
     @property
     def posterior_precision(self) -> Tensor:
-        """``(d, d)`` (``"full"``) or ``(d,)`` (``"diag"``) posterior precision :math:`A`."""
+        """``(d, d)`` (``"full"``; ``"kron"``: dense from its blocks, for inspection) or ``(d,)``
+        (``"diag"``) posterior precision :math:`A`."""
         factor = self._current()["factor"]
+        if self.hessian == "kron":
+            basis = self._rotate(torch.eye(factor.numel()).to(factor), back=True)
+            return basis.T @ (factor.unsqueeze(-1) * basis)
         return factor @ factor.T if self.hessian == "full" else factor
 
     @property
     def posterior_covariance(self) -> Tensor:
-        """``(d, d)`` (``"full"``) or ``(d,)`` (``"diag"``: the marginal variances)."""
+        """``(d, d)`` (``"full"``, ``"kron"``) or ``(d,)`` (``"diag"``: the marginal variances)."""
         factor = self._current()["factor"]
+        if self.hessian == "kron":
+            basis = self._rotate(torch.eye(factor.numel()).to(factor), back=True)
+            return basis.T @ (basis / factor.unsqueeze(-1))
         return torch.cholesky_inverse(factor) if self.hessian == "full" else 1 / factor
 
     def log_marginal_likelihood(
@@ -541,7 +652,7 @@ class Laplace:
         if self.hessian == "full":
             eps = torch.linalg.solve_triangular(factor.T, z.T, upper=True).T
         else:
-            eps = z / factor.sqrt()
+            eps = self._rotate(z / factor.sqrt(), back=True)
         drawn = self._unflatten(mean + eps)
         sites = {self.model.site_name(n): v for n, v in drawn.items()}
         sites.update({k: v.expand((num,) + v.shape) for k, v in self._held.items()})
@@ -564,6 +675,7 @@ class Laplace:
                 w = torch.linalg.solve_triangular(cur["factor"], jac.transpose(-1, -2), upper=False)
                 covs.append(w.transpose(-1, -2) @ w)
             else:
+                jac = self._rotate(jac)
                 covs.append(torch.einsum("nkp,p,nlp->nkl", jac, 1 / cur["factor"], jac))
         return torch.cat(means), torch.cat(covs)
 
@@ -627,7 +739,7 @@ class Laplace:
 
     @classmethod
     def from_state(
-        cls, config: Mapping[str, Any], tensors: Mapping[str, Tensor], bnn: BNN
+        cls, config: Mapping[str, Any], tensors: Mapping[str, Tensor], bnn: _BNN
     ) -> Laplace:
         """Rebuild from :meth:`to_state` for ``bnn`` (the same model).
 
