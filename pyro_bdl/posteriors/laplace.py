@@ -46,10 +46,12 @@ from typing import Any, cast
 
 import torch
 from pyro.distributions import constraints
+from pyro.distributions.torch_distribution import ExpandedDistribution
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, transform_to
 from torch.func import functional_call, jacrev, vmap
 
+from .._checks import as_tensor, check_float, check_seed, positive_int
 from ..inference.posterior import Draws
 from ..likelihoods import Bernoulli, Categorical, HomoskedasticGaussian
 from ..uncertainty import Prediction
@@ -108,8 +110,8 @@ def map_to_net(bnn: _BNN, x: Tensor) -> None:
 
 def _gaussian_precision(d: Distribution) -> float | None:
     """``1/s²`` of a zero-mean isotropic Normal prior site (any wrapping), else ``None``."""
-    while isinstance(d, Independent) or hasattr(d, "base_dist"):
-        d = cast(Any, d).base_dist
+    while isinstance(d, (Independent, ExpandedDistribution)):
+        d = d.base_dist
     if not isinstance(d, Normal):
         return None
     loc, scale = d.loc.detach(), d.scale.detach()
@@ -155,15 +157,23 @@ class Laplace:
     Example::
 
         >>> import pyro.distributions as dist
+        >>> from pyro.infer.autoguide import AutoDelta
         >>> from pyro_bdl import BNN, HomoskedasticGaussian
         >>> x = torch.randn(30, 2)
         >>> y = x @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(30)
-        >>> bnn = BNN(nn.Linear(2, 1), dist.Normal(0., 1.), HomoskedasticGaussian(0.1))
-        >>> lap = Laplace(bnn, hessian="full").fit(x, y)  # around the net's current weights
-        >>> lap.sample(5).sites["weight"].shape
+        >>> bnn = BNN(nn.Linear(2, 1), dist.Normal(0., 1.), HomoskedasticGaussian(0.1),
+        ...           guide=AutoDelta)
+        >>> _ = bnn.fit(x, y, epochs=200, lr=0.05, progress=False)  # the MAP, in the guide
+        >>> map_to_net(bnn, x)  # now in the network
+        >>> lap = Laplace(bnn, hessian="full").fit(x, y)
+        >>> lap.sample(5).sites["weight"].shape  # {site: (S, *shape)}
         torch.Size([5, 1, 2])
-        >>> bnn.predict(x[:3], 100, posterior=lap).samples.shape
+        >>> lap.optimize_prior(steps=100).log_marginal_likelihood().shape
+        torch.Size([])
+        >>> bnn.predict(x[:3], 100, posterior=lap).samples.shape  # Monte Carlo over weights
         torch.Size([100, 3])
+        >>> lap.predict_glm(x[:3]).decompose().aleatoric  # linearised: exact σ² = 0.01
+        tensor([0.0100, 0.0100, 0.0100])
     """
 
     num_draws: int | None = None
@@ -193,10 +203,35 @@ class Laplace:
         precision = self._prior_precision(prior_precision)
         #: the prior precision the MAP was fitted with, one per subset tensor
         self.prior_precision0 = precision
-        #: the current prior precision, one per subset tensor (:meth:`optimize_prior` tunes it)
-        self.prior_precision = precision.clone()
+        self._prior_precision_now = precision.clone()
         self._fitted: dict[str, Tensor] | None = None
-        self._cache: dict[str, Tensor] | None = None
+        self._held: dict[str, Tensor] = {}
+        self._cache: tuple[tuple[float, ...], dict[str, Tensor]] | None = None
+
+    @property
+    def prior_precision(self) -> Tensor:
+        """The current prior precision, one per subset tensor, shape ``(len(names),)``.
+
+        :meth:`optimize_prior` tunes it; assigning a float or a tensor changes the posterior
+        (its mean moves by the Gauss-Newton step, see the module's docstring).
+
+        Example::
+
+            >>> lap.prior_precision = 2.0  # doctest: +SKIP
+        """
+        return self._prior_precision_now
+
+    @prior_precision.setter
+    def prior_precision(self, value: float | Tensor) -> None:
+        like = self.prior_precision0
+        value = torch.as_tensor(value, dtype=like.dtype, device=like.device).detach()
+        value = value.expand(like.shape).clone() if value.dim() == 0 else value.clone()
+        if value.shape != like.shape or not bool((value > 0).all()):
+            raise ValueError(
+                f"Expected a prior precision > 0: a float or one per subset tensor "
+                f"({len(self.names)}), but got {value.tolist()}."
+            )
+        self._prior_precision_now = value
 
     # ------------------------------------------------------------------ set-up
     def _resolve_subset(
@@ -317,13 +352,24 @@ class Laplace:
         exact GGN block; a bias block is :math:`G` itself (exact); blocks of different
         tensors are taken as independent.
 
-        :param x: inputs ``(N, ...)``, or an iterable of ``(x, y)`` minibatches (a DataLoader).
+        :param x: inputs ``(N, ...)``, or a DataLoader (or list) of ``(x, y)`` minibatches.
         :param y: targets ``(N, ...)`` (``None`` with minibatches).
         :return: ``self``.
+
+        Example::
+
+            >>> lap = Laplace(bnn, hessian="kron", subset="last_layer").fit(loader)
+            ... # doctest: +SKIP
         """
-        batches = [(x, y)] if torch.is_tensor(x) else list(cast(Iterable, x))
-        if torch.is_tensor(x) and y is None:
-            raise ValueError("Expected targets y with tensor inputs x, but got y=None.")
+        if isinstance(x, (torch.utils.data.DataLoader, list, tuple)):
+            batches = cast(Iterable, x)
+        else:
+            if y is None:
+                raise ValueError(
+                    "Expected targets y with inputs x (or a DataLoader of (x, y) batches as x), "
+                    "but got y=None."
+                )
+            batches = [(as_tensor("x", x, self.model.net), as_tensor("y", y, self.model.net))]
         theta = self._theta()
         curv: Any = None
         stats = {"n_obs": 0.0, "rss": 0.0, "nll": 0.0, "n": 0.0}
@@ -355,7 +401,7 @@ class Laplace:
             for n in self.model.random_names
             if n not in self.names
         }
-        self._cache = None
+        self._cache = None  # a new fit: new terms
         return self
 
     def _accumulate(self, curv: Any, out: Tensor, jac: Tensor) -> Any:
@@ -535,11 +581,14 @@ class Laplace:
         return {"mean": theta - w, "factor": factor, "log_z": log_z}
 
     def _current(self) -> dict[str, Tensor]:
-        if self._cache is None:
-            theta = self.fitted["theta"]
+        """The terms at the current prior precision and noise (recomputed when they change)."""
+        theta = self.fitted["theta"]
+        sigma = self._sigma(theta)
+        key = (*self.prior_precision.tolist(), float(sigma))
+        if self._cache is None or self._cache[0] != key:
             with torch.no_grad():
-                self._cache = self._terms(self.prior_precision, self._sigma(theta))
-        return self._cache
+                self._cache = (key, self._terms(self.prior_precision, sigma))
+        return self._cache[1]
 
     @property
     def mean(self) -> Tensor:
@@ -575,6 +624,11 @@ class Laplace:
         :param prior_precision: a float or one per subset tensor (default: the current ones).
         :param sigma: the Gaussian noise scale (default: the likelihood's current one).
         :return: a scalar tensor.
+
+        Example::
+
+            >>> [float(lap.log_marginal_likelihood(lam)) for lam in (0.1, 1.0, 10.0)]
+            ... # doctest: +SKIP
         """
         theta = self.fitted["theta"]
         lam = self.prior_precision if prior_precision is None else prior_precision
@@ -603,7 +657,14 @@ class Laplace:
             likelihood, so ``bnn.predict`` uses it.
         :return: ``self``.
         :raises ValueError: ``noise=True`` with a fixed or no noise scale.
+
+        Example::
+
+            >>> lap.optimize_prior(per_layer=True).prior_precision  # doctest: +SKIP
+            tensor([0.8032, 1.9010])
         """
+        steps = positive_int("steps", steps)
+        lr = check_float("lr", lr)
         theta = self.fitted["theta"]
         learned = self.kind == "gaussian" and self.likelihood.fixed_scale is None
         noise = learned if noise is None else noise
@@ -630,7 +691,6 @@ class Laplace:
             self.prior_precision = log_lam.exp().expand(len(self.names)).clone()
             if noise:
                 self._set_noise(log_sig.exp())
-        self._cache = None
         return self
 
     def _set_noise(self, sigma: Tensor) -> None:
@@ -645,6 +705,11 @@ class Laplace:
         their MAP values.
 
         :return: :class:`~pyro_bdl.inference.Draws` ``{site: (num, *shape)}``.
+
+        Example::
+
+            >>> lap.sample(10).sites["0.weight"].shape  # (S, *shape)  # doctest: +SKIP
+            torch.Size([10, 50, 1])
         """
         cur = self._current()
         mean, factor = cur["mean"], cur["factor"]
@@ -664,8 +729,12 @@ class Laplace:
 
         :math:`f(x) \approx f_{\theta^*}(x) + J(x)(\mu - \theta^*)`, covariance
         :math:`J(x)\,\Sigma\,J(x)^\top` (``K`` the flattened per-datum output size).
+
+        Example::
+
+            >>> mean, cov = lap.glm_moments(x_test)  # (N, K), (N, K, K)  # doctest: +SKIP
         """
-        x, _ = self.model.check_data(x)
+        x, _ = self.model.check_data(as_tensor("x", x, self.model.net))
         fit, cur = self.fitted, self._current()
         means, covs = [], []
         for xc in x.split(JACOBIAN_CHUNK):
@@ -679,7 +748,9 @@ class Laplace:
                 covs.append(torch.einsum("nkp,p,nlp->nkl", jac, 1 / cur["factor"], jac))
         return torch.cat(means), torch.cat(covs)
 
-    def predict_glm(self, x: Tensor, *, num_samples: int = 100, link: str = "mc") -> Prediction:
+    def predict_glm(
+        self, x: Tensor, *, num_samples: int = 100, link: str = "mc", seed: int | None = None
+    ) -> Prediction:
         r"""The linearised (GLM) predictive: :math:`f \sim \mathcal N(m(x), J\Sigma J^\top)`.
 
         Regression: a Gaussian :class:`~pyro_bdl.uncertainty.Prediction` of two sigma points
@@ -688,7 +759,7 @@ class Laplace:
         :math:`\sigma^2`, mean :math:`m` (its ``log_prob``/``interval`` are those of the
         two-point mixture, not of :math:`\mathcal N(m, v + \sigma^2)`).
         Classification: ``link="mc"`` draws ``num_samples`` outputs from the Gaussian
-        (full output covariance, with the global RNG) and maps them through the likelihood;
+        (the full output covariance per datum) and maps them through the likelihood;
         ``link="probit"`` is the probit approximation
         :math:`\mathrm{softmax}(m / \sqrt{1 + \pi\,\mathrm{diag}(v)/8})`, one draw (its
         decomposition has no epistemic part).
@@ -696,11 +767,21 @@ class Laplace:
         :param x: inputs ``(N, ...)``.
         :param num_samples: draws of the ``"mc"`` link.
         :param link: ``"mc"`` or ``"probit"`` (classification only).
-        :return: a :class:`~pyro_bdl.uncertainty.Prediction`.
+        :param seed: if given, the ``"mc"`` draws are reproducible without touching the global
+            RNG.
+        :return: a :class:`~pyro_bdl.uncertainty.Prediction` with samples ``(2, N, ...)``
+            (regression), ``(num_samples, N, C)`` (``"mc"``) or ``(1, N, C)`` (``"probit"``).
+
+        Example::
+
+            >>> lap.predict_glm(x_test).decompose().epistemic.shape  # (N,)  # doctest: +SKIP
+            torch.Size([50])
         """
         if link not in ("mc", "probit"):
             raise ValueError(f"Expected link 'mc' or 'probit', but got {link!r}.")
-        x, _ = self.model.check_data(x)
+        num_samples = positive_int("num_samples", num_samples)
+        seed = check_seed("seed", seed)
+        x, _ = self.model.check_data(as_tensor("x", x, self.model.net))
         m, v = self.glm_moments(x)
         shape = (len(x),) + self.model.probe_output(x)
         if self.kind == "gaussian":
@@ -711,10 +792,11 @@ class Laplace:
             var = v.diagonal(dim1=-2, dim2=-1)
             f = (m / (1 + math.pi * var / 8).sqrt()).reshape((1,) + shape)
             return self.likelihood.prediction_from_outputs(f, 1)
-        jitter = 1e-10 * torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
-        chol = torch.linalg.cholesky(v + jitter)
-        z = torch.randn((num_samples,) + m.shape, dtype=m.dtype, device=m.device)
-        f = m + (chol @ z.unsqueeze(-1)).squeeze(-1)
+        e, q = torch.linalg.eigh(v)  # a square root of a PSD (possibly singular) covariance
+        root = q * e.clamp_min(0).sqrt().unsqueeze(-2)
+        gen = None if seed is None else torch.Generator(m.device).manual_seed(seed)
+        z = torch.randn((num_samples,) + m.shape, dtype=m.dtype, device=m.device, generator=gen)
+        f = m + (root @ z.unsqueeze(-1)).squeeze(-1)
         return self.likelihood.prediction_from_outputs(f.reshape((num_samples,) + shape), 1)
 
     # ------------------------------------------------------------------ persistence
@@ -744,6 +826,10 @@ class Laplace:
         """Rebuild from :meth:`to_state` for ``bnn`` (the same model).
 
         :raises ValueError: for a config of another type.
+
+        Example::
+
+            >>> back = Laplace.from_state(*lap.to_state(), bnn)  # doctest: +SKIP
         """
         if config.get("type") != cls.__name__:
             raise ValueError(

@@ -80,10 +80,16 @@ def test_evidence_is_exact_at_other_hyperparameters(lam, sigma):
     _, lap, (x, y, phi, _, _) = _fitted_linear("full", learned=True)
     got = lap.log_marginal_likelihood(lam, sigma)
     assert abs(float(got - _evidence(phi, y, lam, sigma))) < 1e-8
-    lap.prior_precision = torch.full((2,), lam)
-    lap._cache = None
-    _, _, mu = _closed_form(x, y, lam, SIGMA)
+    lap.prior_precision = lam  # the posterior follows its hyperparameters
+    _, a, mu = _closed_form(x, y, lam, SIGMA)
     assert torch.allclose(lap.mean, mu, atol=1e-8, rtol=0)
+    assert torch.allclose(lap.posterior_precision, a, atol=1e-8, rtol=0)
+    with torch.no_grad():  # and the likelihood's learned noise
+        lap.bnn.likelihood.scale_unconstrained.copy_(torch.tensor(sigma).log())
+    _, a, mu = _closed_form(x, y, lam, sigma)
+    assert torch.allclose(lap.mean, mu, atol=1e-8, rtol=0)
+    assert torch.allclose(lap.posterior_precision, a, atol=1e-8, rtol=0)
+    assert abs(float(lap.log_marginal_likelihood() - _evidence(phi, y, lam, sigma))) < 1e-8
 
 
 def test_optimize_prior_reaches_the_evidence_maximiser():
@@ -363,3 +369,33 @@ def test_kron_predicts_samples_and_round_trips():
     )
     _, cov_f = lap.glm_moments(x)
     assert torch.allclose(cov_f, jac @ back.posterior_covariance @ jac.transpose(1, 2), atol=1e-10)
+
+
+def test_prior_precision_per_tensor_from_the_prior_and_errors():
+    from pyro_bdl.priors import LayerwiseNormalPrior
+
+    net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1))
+    bnn = BNN(net, LayerwiseNormalPrior("radford"), HomoskedasticGaussian(0.1))
+    lap = Laplace(bnn, hessian="diag")
+    assert lap.prior_precision.tolist() == pytest.approx([4.0, 3.0, 3.0, 1.0])  # fan_in
+    with pytest.raises(ValueError, match="prior precision > 0"):
+        lap.prior_precision = -1.0
+    with pytest.raises(RuntimeError, match="fit"):
+        lap.sample(2)
+    with pytest.raises(ValueError, match="hessian"):
+        Laplace(bnn, hessian="lowrank")
+    with pytest.raises(ValueError, match="unknown"):
+        Laplace(bnn, subset=["9.weight"])
+    with pytest.raises(ValueError, match="y=None"):
+        lap.fit(torch.zeros(3, 4))
+
+
+def test_glm_mc_draws_are_seeded():
+    bnn, x, y = _mlp_classifier()
+    lap = Laplace(bnn, hessian="diag").fit(x, y)
+    a = lap.predict_glm(x, num_samples=4000, seed=3)
+    b = lap.predict_glm(x, num_samples=4000, seed=3)
+    assert torch.equal(a.samples, b.samples)
+    # the MC link averages softmax over the Gaussian; the probit approximation is close to it
+    probit = lap.predict_glm(x, link="probit")
+    assert torch.allclose(a.probs, probit.probs, atol=0.03)
