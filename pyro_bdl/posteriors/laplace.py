@@ -18,7 +18,7 @@ matrix (GGN: :math:`J_n` the Jacobian of the outputs at :math:`x_n` in the weigh
 linear-Gaussian model the GGN is the Hessian of the negative log-likelihood and the
 approximation is exact. ``hessian="full"`` keeps :math:`G` dense (small nets, the last layer),
 ``"diag"`` its exact diagonal (per-example Jacobians, ``torch.func``), ``"kron"`` KFAC blocks for
-``nn.Linear`` layers (see :class:`Laplace`).
+``nn.Linear`` and ``nn.Conv2d`` layers (see :meth:`Laplace.fit`).
 
 **Hyperparameters.** :meth:`Laplace.log_marginal_likelihood` is the Laplace evidence of the
 quadratic (GGN) expansion of the log joint around :math:`\theta^*`, using only that
@@ -133,7 +133,8 @@ class Laplace:
     model's random weights, build the BNN with the same ``include``.
 
     **Curvature** (``hessian``): ``"full"`` (dense GGN, :math:`d^2` memory), ``"diag"`` (its
-    exact diagonal) or ``"kron"`` (KFAC, ``nn.Linear`` layers only; see :meth:`fit`).
+    exact diagonal) or ``"kron"`` (KFAC, ``nn.Linear`` and ``nn.Conv2d`` layers; see
+    :meth:`fit`).
 
     **Prior precision**: from the BNN's prior, which must be a zero-mean isotropic Normal per
     parameter tensor (``dist.Normal(0, s)``: :math:`\lambda = 1/s^2`); for any other prior pass
@@ -271,11 +272,21 @@ class Laplace:
     def _check_kron(self) -> None:
         for n in self.names:
             module = self.model.net.get_submodule(n.rpartition(".")[0])
-            if not isinstance(module, nn.Linear):
+            conv = isinstance(module, nn.Conv2d)
+            if conv and (
+                module.groups != 1
+                or isinstance(module.padding, str)
+                or module.padding_mode != "zeros"
+            ):
                 raise ValueError(
-                    f"Expected hessian='kron' over nn.Linear layers only, but {n!r} belongs to a "
-                    f"{type(module).__name__} (KFAC for Conv2d is not implemented); use "
-                    "hessian='diag' or a subset of Linear layers."
+                    f"Expected hessian='kron' Conv2d layers with groups=1 and numeric zero "
+                    f"padding, but {n!r} belongs to {module}; use hessian='diag'."
+                )
+            if not conv and not isinstance(module, nn.Linear):
+                raise ValueError(
+                    f"Expected hessian='kron' over nn.Linear and nn.Conv2d layers only, but {n!r} "
+                    f"belongs to a {type(module).__name__}; use hessian='diag' or a subset of "
+                    "Linear/Conv2d layers."
                 )
 
     def _prior_precision(self, given: float | Sequence[float] | None) -> Tensor:
@@ -344,13 +355,21 @@ class Laplace:
     def fit(self, x: Tensor | Iterable[tuple[Tensor, Tensor]], y: Tensor | None = None) -> Laplace:
         r"""Curvature at the network's current weights (the MAP) over the data.
 
-        ``"kron"`` uses, per ``nn.Linear`` weight (row-major, shape ``(out, in)``), the KFAC
-        block :math:`G \otimes A` with :math:`A = \frac1N \sum_n a_n a_n^\top` (the layer's
-        inputs, **mean** over the data) and :math:`G = \sum_n \sum_c g_{nc} g_{nc}^\top` (the
-        backpropagated output-side vectors of the GGN's square root :math:`H_n = L_n L_n^\top`,
-        **summed** over the data and the outputs), so that for one example the block is the
-        exact GGN block; a bias block is :math:`G` itself (exact); blocks of different
-        tensors are taken as independent.
+        ``"kron"`` uses, per ``nn.Linear``/``nn.Conv2d`` weight (row-major, flattened to
+        ``(out, P)``), the KFAC block :math:`G \otimes A` with
+
+        .. math::
+
+            A = \frac1N \sum_n \sum_t a_{nt} a_{nt}^\top, \qquad
+            G = \frac1T \sum_n \sum_t g_{nt}^\top H_n\, g_{nt}
+
+        (:math:`a_{nt}` the layer's input -- a Conv2d's unfolded patch at output position
+        :math:`t` of :math:`T`, a Linear's input with :math:`T = 1` --, :math:`g_{nt}` the
+        ``(K, out)`` Jacobian of the network's outputs in the layer's output at :math:`t`,
+        :math:`H_n` the output Hessian): the **mean** over the data on :math:`A`, the **sum**
+        on :math:`G` (Grosse & Martens' KFC for convolutions), so that for one example and one
+        position the block is the exact GGN block. A bias block is its exact GGN block, and
+        blocks of different tensors are taken as independent.
 
         :param x: inputs ``(N, ...)``, or a DataLoader (or list) of ``(x, y)`` minibatches.
         :param y: targets ``(N, ...)`` (``None`` with minibatches).
@@ -413,19 +432,33 @@ class Laplace:
         return g if curv is None else curv + g
 
     def _layers(self) -> list[str]:
-        """Names of the ``nn.Linear`` modules owning subset tensors, in network order."""
+        """Names of the ``nn.Linear``/``nn.Conv2d`` modules owning subset tensors, in order."""
         return list(dict.fromkeys(n.rpartition(".")[0] for n in self.names))
 
-    def _accumulate_kron(self, curv: Any, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Add one chunk's ``Σ a aᵀ`` and ``Σ_n gᵀ H g`` per layer; return the outputs too."""
-        net, layers = self.model.net, self._layers()
-        inputs: dict[str, Tensor] = {}
+    def _layer_io(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, torch.Size]]:
+        """Each KFAC layer's input patches ``(B, P, T)`` and per-example output shape."""
+        net, patches, shapes = self.model.net, {}, {}
 
         def record(name: str) -> Callable:
             def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
-                inputs[name] = args[0].detach()
+                patches[name] = _patches(name, module, args[0].detach(), len(x))
+                shapes[name] = output.shape[1:]
 
             return hook
+
+        handles = [net.get_submodule(n).register_forward_hook(record(n)) for n in self._layers()]
+        try:
+            with torch.no_grad():
+                net(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return patches, shapes
+
+    def _accumulate_kron(self, curv: Any, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Add one chunk's ``Σ_t a aᵀ``, ``Σ_t gᵀ H g / T`` and the exact bias blocks per layer;
+        return the outputs ``(B, K)`` too."""
+        net, layers = self.model.net, self._layers()
 
         def perturb(eps: dict[str, Tensor], name: str) -> Callable:
             def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
@@ -442,38 +475,25 @@ class Laplace:
                     h.remove()
             return out, out
 
+        p = next(net.parameters())
         with self.model.side_effect_free():
-            handles = [net.get_submodule(n).register_forward_hook(record(n)) for n in layers]
-            try:
-                with torch.no_grad():
-                    net(x)
-            finally:
-                for h in handles:
-                    h.remove()
-            p = next(net.parameters())
-            zero = {
-                n: torch.zeros(
-                    cast(nn.Linear, net.get_submodule(n)).out_features,
-                    dtype=p.dtype,
-                    device=p.device,
-                )
-                for n in layers
-            }
+            patches, shapes = self._layer_io(x)
+            zero = {n: torch.zeros(shapes[n], dtype=p.dtype, device=p.device) for n in layers}
             back, out = vmap(jacrev(f, has_aux=True), in_dims=(None, 0))(zero, x)
-        for n in layers:
-            if inputs[n].dim() != 2:
-                raise ValueError(
-                    f"Expected hessian='kron' layers applied once per example (input (N, in)), "
-                    f"but {n!r} got input of shape {tuple(inputs[n].shape)}; use hessian='diag'."
-                )
         hess = self._output_hessian(out.detach())
         curv = {} if curv is None else curv
         for n in layers:
-            a, g = inputs[n], back[n].detach()
-            ga = torch.einsum("nko,nkl,nlp->op", g, hess, g)
-            aa = a.T @ a
-            curv[f"G.{n}"] = ga if f"G.{n}" not in curv else curv[f"G.{n}"] + ga
-            curv[f"A.{n}"] = aa if f"A.{n}" not in curv else curv[f"A.{n}"] + aa
+            a = patches[n]  # (B, P, T)
+            g = back[n].detach().reshape(len(x), out.shape[1], shapes[n][0], -1)  # (B, K, o, T)
+            gs = g.sum(-1)
+            terms = {
+                "G": torch.einsum("nkot,nkl,nlpt->op", g, hess, g) / g.shape[-1],
+                "A": torch.einsum("nit,njt->ij", a, a),
+                "B": torch.einsum("nko,nkl,nlp->op", gs, hess, gs),  # the bias block, exact
+            }
+            for k, v in terms.items():
+                key = f"{k}.{n}"
+                curv[key] = v if key not in curv else curv[key] + v
         return out.detach(), curv
 
     def _kron_eigen(self, curv: dict[str, Tensor], n: float) -> dict[str, Tensor]:
@@ -481,16 +501,16 @@ class Laplace:
         fitted: dict[str, Tensor] = {}
         eig = []
         for layer in self._layers():
-            e_g, q_g = torch.linalg.eigh(curv[f"G.{layer}"])
-            e_a, q_a = torch.linalg.eigh(curv[f"A.{layer}"] / n)  # A = E[a aᵀ], the mean
-            fitted[f"kronG.{layer}"] = curv[f"G.{layer}"]
-            fitted[f"kronA.{layer}"] = curv[f"A.{layer}"] / n
-            fitted[f"qg.{layer}"], fitted[f"qa.{layer}"] = q_g, q_a
+            g, a, b = curv[f"G.{layer}"], curv[f"A.{layer}"] / n, curv[f"B.{layer}"]
+            e_g, fitted[f"qg.{layer}"] = torch.linalg.eigh(g)
+            e_a, fitted[f"qa.{layer}"] = torch.linalg.eigh(a)  # A = E_n[Σ_t a aᵀ], the mean
+            e_b, fitted[f"qb.{layer}"] = torch.linalg.eigh(b)
+            fitted[f"kronG.{layer}"], fitted[f"kronA.{layer}"] = g, a
             for name in self.names:
                 if name.rpartition(".")[0] != layer:
                     continue
-                if self.shapes[name] == q_g.shape[:1]:  # the bias: G itself (exact)
-                    eig.append(e_g.clamp_min(0))
+                if len(self.shapes[name]) == 1:  # the bias: its exact GGN block
+                    eig.append(e_b.clamp_min(0))
                 else:
                     eig.append(torch.outer(e_g, e_a).clamp_min(0).reshape(-1))
         fitted["ggn"] = torch.cat(eig)
@@ -503,12 +523,12 @@ class Laplace:
         fit, parts = self.fitted, []
         for name, part in zip(self.names, v.split(self.sizes, dim=-1), strict=True):
             layer = name.rpartition(".")[0]
-            q_g = fit[f"qg.{layer}"]
             if len(self.shapes[name]) == 1:
-                parts.append(part @ (q_g.T if back else q_g))
+                q_b = fit[f"qb.{layer}"]
+                parts.append(part @ (q_b.T if back else q_b))
                 continue
-            q_a = fit[f"qa.{layer}"]
-            w = part.reshape(part.shape[:-1] + self.shapes[name])
+            q_g, q_a = fit[f"qg.{layer}"], fit[f"qa.{layer}"]
+            w = part.reshape(part.shape[:-1] + (len(q_g), len(q_a)))
             w = q_g @ w @ q_a.T if back else q_g.T @ w @ q_a
             parts.append(w.reshape(part.shape))
         return torch.cat(parts, -1)
@@ -853,6 +873,29 @@ class Laplace:
             f"Laplace(hessian={self.hessian!r}, subset={self.names}, "
             f"fitted={self._fitted is not None})"
         )
+
+
+def _patches(name: str, module: nn.Module, a: Tensor, batch: int) -> Tensor:
+    """A KFAC layer's input as ``(B, P, T)``: ``(B, in, 1)`` for Linear, unfolded Conv2d patches
+    ``(B, C·kh·kw, positions)`` (in the weight's row-major order).
+
+    :raises ValueError: for a Linear applied to more than one vector per example.
+    """
+    if isinstance(module, nn.Conv2d):
+        conv = module
+        return torch.nn.functional.unfold(
+            a,
+            conv.kernel_size,
+            dilation=conv.dilation,
+            padding=cast(tuple[int, int], conv.padding),
+            stride=conv.stride,
+        )
+    if a.dim() != 2 or len(a) != batch:
+        raise ValueError(
+            f"Expected hessian='kron' Linear layers applied once per example (input (N, in)), "
+            f"but {name!r} got input of shape {tuple(a.shape)}; use hessian='diag'."
+        )
+    return a.unsqueeze(-1)
 
 
 def _is_number(value: Any) -> bool:

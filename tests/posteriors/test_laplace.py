@@ -233,11 +233,76 @@ def test_unsupported_prior_and_likelihood_are_refused():
         Laplace(BNN(nn.Linear(2, 1), dist.Normal(0.0, 1.0), lik))
 
 
-def test_kron_refuses_conv2d():
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 1))
+def test_kron_refuses_other_layers():
+    net = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(2, 1))
     bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(0.1))
-    with pytest.raises(ValueError, match="Conv2d"):
+    with pytest.raises(ValueError, match="Conv1d"):
         Laplace(bnn, hessian="kron")
+    grouped = nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(2, 1))
+    with pytest.raises(ValueError, match="groups=1"):
+        Laplace(BNN(grouped, dist.Normal(0.0, 1.0), HomoskedasticGaussian(0.1)), hessian="kron")
+
+
+def _conv_classifier(kernel):
+    torch.manual_seed(5)
+    conv = nn.Conv2d(2, 3, kernel, padding=0)
+    side = 4 - kernel  # positions per side: 4 - kernel + 1
+    net = nn.Sequential(conv, nn.Tanh(), nn.Flatten(), nn.Linear(3 * (side + 1) ** 2, 2))
+    bnn = BNN(net, dist.Normal(0.0, 1.0), Categorical())
+    x = torch.randn(6, 2, 4, 4)
+    y = torch.randint(0, 2, (6,))
+    return bnn, x, y
+
+
+def _softmax_hess(out):
+    p = out.softmax(-1)
+    return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+
+
+def test_kron_conv2d_with_one_position_is_exact_for_one_example():
+    bnn, x, y = _conv_classifier(kernel=4)  # the kernel covers the image: a Linear layer
+    kron = Laplace(bnn, hessian="kron", subset=["0.weight", "0.bias"]).fit(x[:1], y[:1])
+    full = Laplace(bnn, hessian="full", subset=["0.weight", "0.bias"]).fit(x[:1], y[:1])
+    d = kron.sizes[0]
+    pk, pf = kron.posterior_precision, full.posterior_precision
+    assert torch.allclose(pk[:d, :d], pf[:d, :d], atol=1e-10)
+    assert torch.allclose(pk[d:, d:], pf[d:, d:], atol=1e-10)
+
+
+def test_kron_conv2d_matches_the_kfc_form_of_a_brute_force_ggn():
+    """KFC (Grosse & Martens 2016): weight block (1/T Σ_n Σ_t Σ_kl g_ntk H_kl g_ntlᵀ) ⊗
+    (1/N Σ_n Σ_t a_nt a_ntᵀ), with a_nt the input patch at output position t (built here with
+    explicit loops) and g_nt = ∂f/∂(conv output at t) (jacrev of the rest of the net); the bias
+    block is the exact GGN block."""
+    bnn, x, y = _conv_classifier(kernel=2)
+    lam = 0.5
+    lap = Laplace(bnn, hessian="kron", prior_precision=lam).fit(x, y)
+    conv, head = bnn.net[0], bnn.net[1:]
+    z = conv(x).detach()  # (N, 3, 3, 3)
+    out = head(z).detach()
+    g = jacrev(lambda zz: head(zz))(z)  # (N, K, N, 3, 3, 3)
+    g = torch.stack([g[n, :, n] for n in range(len(x))]).reshape(len(x), 2, 3, 9)
+    patches = torch.stack(
+        [
+            torch.stack([x[:, :, i : i + 2, j : j + 2].reshape(len(x), -1) for j in range(3)], -1)
+            for i in range(3)
+        ],
+        -2,
+    ).reshape(len(x), 8, 9)  # (N, C·kh·kw, T), positions row-major
+    h = _softmax_hess(out)
+    g_kfc = torch.einsum("nkot,nkl,nlpt->op", g, h, g) / 9
+    a_kfc = torch.einsum("nit,njt->ij", patches, patches) / len(x)
+    d = lap.sizes[0]
+    prec = lap.posterior_precision
+    assert torch.allclose(
+        prec[:d, :d],
+        torch.kron(g_kfc.contiguous(), a_kfc.contiguous()) + lam * torch.eye(d),
+        atol=1e-10,
+    )
+    bias = _brute_ggn(bnn, ["0.bias"], x, _softmax_hess) + lam * torch.eye(3)
+    assert torch.allclose(prec[d : d + 3, d : d + 3], bias, atol=1e-10)
+    cov = lap.posterior_covariance
+    assert torch.allclose(cov @ prec, torch.eye(len(cov)), atol=1e-8)
 
 
 def test_map_to_net_copies_the_autodelta_estimate():
