@@ -731,6 +731,7 @@ class Laplace:
             >>> lap.sample(10).sites["0.weight"].shape  # (S, *shape)  # doctest: +SKIP
             torch.Size([10, 50, 1])
         """
+        num = positive_int("num", num)
         cur = self._current()
         mean, factor = cur["mean"], cur["factor"]
         z = torch.randn((num, mean.numel()), dtype=mean.dtype, device=mean.device)

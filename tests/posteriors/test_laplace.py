@@ -464,3 +464,19 @@ def test_glm_mc_draws_are_seeded():
     # the MC link averages softmax over the Gaussian; the probit approximation is close to it
     probit = lap.predict_glm(x, link="probit")
     assert torch.allclose(a.probs, probit.probs, atol=0.03)
+
+
+@pytest.mark.parametrize("hessian", ["full", "diag", "kron"])
+def test_runs_on_the_network_device(device, hessian):
+    x, y = _data()
+    _, _, mu = _closed_form(x, y, 1 / S**2, SIGMA)
+    cpu = Laplace(_linear_bnn(mu), hessian=hessian).fit(x, y)
+    bnn = _linear_bnn(mu)
+    bnn.net.to(device)
+    lap = Laplace(bnn, hessian=hessian).fit(x.to(device), y.to(device))
+    assert torch.allclose(lap.mean.cpu(), cpu.mean, atol=1e-10)
+    lml = lap.log_marginal_likelihood().cpu()
+    assert torch.allclose(lml, cpu.log_marginal_likelihood(), atol=1e-8)
+    pred = bnn.predict(x.to(device), 10, posterior=lap, seed=0)
+    assert pred.samples.device.type == device.type
+    assert lap.predict_glm(x.to(device)).mean.device.type == device.type
