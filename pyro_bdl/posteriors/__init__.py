@@ -7,4 +7,6 @@ teachers read it through the same paths as a fitted guide or MCMC draws.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .laplace import Laplace, map_to_net
+
+__all__: list[str] = ["Laplace", "map_to_net"]
