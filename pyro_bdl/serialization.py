@@ -59,11 +59,13 @@ __all__ = [
     "PosteriorFile",
     "check_architecture",
     "component_config",
+    "load_posterior",
     "module_state",
     "read_checkpoint",
     "read_fit_state",
     "read_posterior",
     "rebuild_components",
+    "save_posterior",
     "write_checkpoint",
     "write_fit_state",
 ]
@@ -208,6 +210,88 @@ def read_posterior(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, t
     if not isinstance(cfg, dict) or not isinstance(cfg.get("random_names"), list):
         raise CheckpointError(f"Expected a BNN checkpoint, but {str(path)!r} holds another kind.")
     return config, tensors
+
+
+def _posterior_types() -> dict[str, Any]:
+    """The posterior classes a file may name: ``SamplesPosterior`` and ``pyro_bdl.posteriors``."""
+    from . import posteriors
+    from .inference.posterior import SamplesPosterior
+
+    found: dict[str, Any] = {"SamplesPosterior": SamplesPosterior}
+    for name in posteriors.__all__:
+        obj = getattr(posteriors, name)
+        if isinstance(obj, type) and hasattr(obj, "from_state"):
+            found[obj.__name__] = obj
+    return found
+
+
+def save_posterior(posterior: Any, path: str | os.PathLike) -> Path:
+    """Write a posterior that is not a guide (ensemble, Laplace, SWAG, MCMC draws) to ``path``.
+
+    The file holds the posterior's ``to_state()`` — plain data and named tensors, in the format
+    above, under the key ``"posterior"`` — not the network: save the :class:`~pyro_bdl.BNN`
+    with its own :meth:`~pyro_bdl.BNN.save` (a Laplace posterior is centred on its weights).
+
+    :param posterior: any object with ``to_state() -> (config, tensors)`` and a class method
+        ``from_state(config, tensors, bnn)``: a :class:`~pyro_bdl.inference.SamplesPosterior` or
+        a type of :mod:`pyro_bdl.posteriors`.
+    :param path: destination file.
+    :return: the path written.
+    :raises TypeError: for an object without ``to_state``.
+
+    Example::
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from pyro_bdl.inference import SamplesPosterior
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> post = SamplesPosterior({"w": torch.ones(3, 2)})
+        >>> path = save_posterior(post, Path(tmp.name) / "p.pt")
+        >>> load_posterior(path).samples["w"].shape
+        torch.Size([3, 2])
+        >>> tmp.cleanup()
+    """
+    to_state = getattr(posterior, "to_state", None)
+    if not callable(to_state):
+        raise TypeError(
+            "Expected a posterior with to_state() (a SamplesPosterior or a pyro_bdl.posteriors "
+            f"type), but got {type(posterior).__name__}; a fitted guide is saved with bnn.save."
+        )
+    config, tensors = to_state()
+    clash = [k for k in tensors if not isinstance(k, str)]
+    if clash:
+        raise TypeError(f"Expected tensor names as str, but got {clash}.")
+    meta = {"posterior": dict(config), "pyro_bdl_version": __version__}
+    return write_checkpoint(path, meta, dict(tensors))
+
+
+def load_posterior(path: str | os.PathLike, bnn: Any = None) -> Any:
+    """Read a posterior written by :func:`save_posterior`, for ``bnn`` (the same model).
+
+    Only the package's own posterior classes are rebuilt (by the name in the file); nothing in
+    the file is executed.
+
+    :param path: a file written by :func:`save_posterior`.
+    :param bnn: the :class:`~pyro_bdl.BNN` the posterior belongs to (required by the types that
+        need the model, e.g. Laplace; optional for ``SamplesPosterior``, where it checks the sites).
+    :raises CheckpointError: for a file that is not ours or holds no posterior.
+    :raises ValueError: for a posterior type this version does not know.
+    """
+    config, tensors = read_checkpoint(path)
+    state = config.get("posterior")
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"Expected a posterior file (written by save_posterior), but {path} holds "
+            f"{sorted(config)}; a BNN file is read with BNN.load."
+        )
+    types = _posterior_types()
+    cls = types.get(str(state.get("type")))
+    if cls is None:
+        raise ValueError(
+            f"Expected a posterior type among {sorted(types)}, but the file names "
+            f"{state.get('type')!r}; it was written by pyro_bdl {config.get('pyro_bdl_version')}."
+        )
+    return cls.from_state(state, tensors, bnn)
 
 
 def check_architecture(net: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:

@@ -191,6 +191,40 @@ class SamplesPosterior:
             )
         return Draws({k: v[offset : offset + num] for k, v in self.samples.items()})
 
+    def to_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """``(config, tensors)``: the draws as named tensors, the chain count as plain data.
+
+        Example::
+
+            >>> config, tensors = SamplesPosterior({"w": torch.zeros(4, 2)}, chains=2).to_state()
+            >>> config, tensors["w"].shape
+            ({'type': 'SamplesPosterior', 'chains': 2}, torch.Size([4, 2]))
+        """
+        return {"type": type(self).__name__, "chains": self.chains}, dict(self.samples)
+
+    @classmethod
+    def from_state(
+        cls, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], bnn: Any = None
+    ) -> SamplesPosterior:
+        """Rebuild from :meth:`to_state` (``bnn``, if given, checks the sites against its model).
+
+        :raises ValueError: for a config of another type, or draws the model does not have.
+
+        Example::
+
+            >>> post = SamplesPosterior({"w": torch.ones(3, 2)})
+            >>> SamplesPosterior.from_state(*post.to_state()).samples["w"].sum().item()
+            6.0
+        """
+        if config.get("type") != cls.__name__:
+            raise ValueError(
+                f"Expected the state of a {cls.__name__}, but got one of {config.get('type')!r}."
+            )
+        post = cls(dict(tensors), chains=int(config.get("chains", 1)))
+        if bnn is not None:
+            bnn.bayesian_model.check_draws(post.samples)
+        return post
+
     def __repr__(self) -> str:
         chains = f", chains={self.chains}" if self.chains > 1 else ""
         return f"SamplesPosterior(num_draws={self.num_draws}{chains}, sites={list(self.samples)})"
