@@ -1,4 +1,4 @@
-"""Posterior types beyond SVI guides, all behind one protocol (:class:`~pyro_bdl.inference.Posterior`).
+"""Posterior types beyond SVI guides, behind one protocol (:class:`~pyro_bdl.inference.Posterior`).
 
 Each type is one module and yields joint weight draws (``sample(num) -> Draws``) of the BNN's
 model sites, so prediction, the uncertainty decomposition, the ArviZ export and distillation
@@ -7,4 +7,8 @@ teachers read it through the same paths as a fitted guide or MCMC draws.
 
 from __future__ import annotations
 
+from .ensemble import DeepEnsemble, GuideMixture
+from .swag import SWAG, SWAGCollector
+
 __all__: list[str] = []
+__all__ += ["DeepEnsemble", "GuideMixture", "SWAG", "SWAGCollector"]
