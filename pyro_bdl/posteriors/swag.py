@@ -40,7 +40,7 @@ from typing import Any, cast
 import pyro.optim
 import torch
 from pyro import poutine
-from pyro.distributions import constraints
+from torch.distributions import constraints
 
 from .._checks import positive_int
 from ..inference.callbacks import Callback
@@ -77,10 +77,11 @@ def site_transforms(model: BayesianModel, x: torch.Tensor) -> dict[str, str]:
         support = cast(Any, trace.nodes[name]["fn"]).support
         while isinstance(support, constraints.independent):
             support = support.base_constraint
+        lower = getattr(support, "lower_bound", None)
         if support is constraints.real:
             out[name] = "identity"
-        elif support is constraints.positive:
-            out[name] = "exp"
+        elif isinstance(lower, (int, float)) and lower == 0 and not hasattr(support, "upper_bound"):
+            out[name] = "exp"  # positive or nonnegative: log-space (exp lands in (0, inf))
         else:
             raise ValueError(
                 f"Expected latent sites with real or positive support, but {name!r} has support "
