@@ -406,6 +406,40 @@ def _fixed_set_size(
     return num
 
 
+def _collect_posterior(
+    bnn: BNN,
+    posterior: Posterior,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    num_samples: int | None,
+    seed: int | None,
+    chunk: int,
+    var_names: Sequence[str],
+) -> tuple[_Draws, dict[str, Any]]:
+    """The per-draw arrays of any other posterior (SWAG, a guide mixture), one chain, and the
+    attrs that say what it is: ``num_samples`` fresh draws (required) of a posterior that draws
+    afresh, or of a fixed set all its draws (default) or its first ``num_samples``."""
+    total = posterior.num_draws
+    if total is None and num_samples is None:
+        raise ValueError(
+            f"Expected num_samples, the number of fresh draws from the "
+            f"{type(posterior).__name__} to export (e.g. num_samples=200), but got None."
+        )
+    num = total if num_samples is None else _positive_int("num_samples", num_samples)
+    if total is not None and num is not None and num > total:
+        raise ValueError(f"Expected num_samples <= the {total} draws, but got {num}.")
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        draws = _collect(bnn, posterior, x, y, cast(int, num), chunk, var_names)
+    # which posterior, and whether its draws are fresh independent ones (not a Markov chain)
+    described = {
+        "posterior_type": type(posterior).__name__,
+        "independent_draws": int(total is None),
+    }
+    return draws, described
+
+
 def _grouped_samples(
     fitted: MCMC | Mapping[str, torch.Tensor],
     sites: Mapping[str, torch.Size],
@@ -461,7 +495,7 @@ def _collect_samples(
 
 
 def to_inference_data(
-    fitted: BNN | MCMC | SamplesPosterior | Mapping[str, torch.Tensor],
+    fitted: BNN | MCMC | Posterior | Mapping[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,
@@ -489,12 +523,17 @@ def to_inference_data(
         (``mcmc.get_samples(group_by_chain=True)``, several single-chain runs stacked) keeps
         its chains, other keys (``"obs"``) are ignored; or a
         :class:`~pyro_bdl.inference.SamplesPosterior` (ensemble members, snapshots; its
-        ``chains``) with ``bnn=``.
+        ``chains``) with ``bnn=``; or any other :class:`~pyro_bdl.inference.Posterior` with
+        ``bnn=`` (``SWAG``, ``GuideMixture``, ``DeepEnsemble`` of :mod:`pyro_bdl.posteriors`):
+        one chain of ``num_samples`` fresh draws when it draws afresh (``num_draws is None``),
+        else its fixed set in order; every group's ``attrs`` record ``posterior_type`` (its
+        class name) and ``independent_draws`` (1: fresh independent draws, not a Markov chain;
+        0: a fixed set), and ``inference`` is ``"draws"``.
     :param x: inputs ``(N, ...)``.
     :param y: targets ``(N, ...)``; without them there is no ``log_likelihood`` or
         ``observed_data`` group, and ``posterior_predictive`` holds draws of y.
-    :param num_samples: draws from the guide (required for a BNN); for MCMC, draws kept per chain
-        (evenly thinned; default: all).
+    :param num_samples: draws from the guide (required for a BNN) or from a posterior that draws
+        afresh (required); for MCMC, draws kept per chain (evenly thinned; default: all).
     :param var_names: posterior variables: any of the model's sites (e.g. ``"0.weight"``),
         ``"obs_mean"`` and, for Gaussian likelihoods, ``"obs_scale"``. Default
         ``["obs_mean"]``: no weights. The guide parameters of requested sites go to the
@@ -503,7 +542,8 @@ def to_inference_data(
         ``bnn.model``).
     :param fit_result: the :class:`~pyro_bdl.FitResult` of ``bnn.fit``, stored as the ELBO trace.
     :param class_labels: names of the classes (coordinate of the ``class`` dim, categorical).
-    :param seed: if given, guide draws are reproducible without touching the global RNG.
+    :param seed: if given, guide draws (and a posterior's fresh draws) are reproducible without
+        touching the global RNG.
     :param chunk_size: draws per vectorised model run (default: about 64 MB per chunk).
     :param group_by_chain: for a dict of draws, force the reading of its leading dims:
         ``True`` ``(chains, draws, *shape)``, ``False`` one chain (see ``group_samples``).
@@ -555,16 +595,18 @@ def to_inference_data(
         num_samples = _positive_int("num_samples", num_samples)
     elif isinstance(fitted, MCMC):
         model_bnn = _mcmc_bnn(fitted, bnn)
-    elif isinstance(fitted, (Mapping, SamplesPosterior)):
+    elif isinstance(fitted, (Mapping, Posterior)):  # any Posterior: SamplesPosterior, SWAG, ...
         if bnn is None:
-            raise ValueError("Expected bnn= with a dict of samples: the BNN whose model made them.")
+            raise ValueError(
+                f"Expected bnn= with a {type(fitted).__name__}: the BNN whose model made them."
+            )
         if not isinstance(bnn, BNN):
             raise TypeError(f"Expected bnn to be a pyro_bdl.BNN, but got {type(bnn).__name__}.")
         model_bnn = bnn
     else:
         raise TypeError(
-            "Expected fitted to be a BNN, a pyro.infer.MCMC, a SamplesPosterior or a dict of "
-            f"samples, but got {type(fitted).__name__}."
+            "Expected fitted to be a BNN, a pyro.infer.MCMC, a Posterior (SamplesPosterior, "
+            f"SWAG, ...) or a dict of samples, but got {type(fitted).__name__}."
         )
     x, y = model_bnn.check_data(x, y)
     if chunk_size is not None:
@@ -576,6 +618,7 @@ def to_inference_data(
     var_names = _check_var_names(var_names, sites, kind)
     chunk = _chunk(model_bnn, x, chunk_size)
     diverging = None
+    described: dict[str, Any] = {}
     if isinstance(fitted, BNN):
         fitted.ensure_guide(x)
         chains = 1
@@ -594,6 +637,11 @@ def to_inference_data(
         chains, inference = 1, "samples"
         num = _fixed_set_size(fitted, sites, num_samples)
         draws = _collect(model_bnn, fitted, x, y, num, chunk, var_names)
+    elif isinstance(fitted, Posterior) and not isinstance(fitted, SamplesPosterior):
+        chains, inference = 1, "draws"
+        draws, described = _collect_posterior(
+            model_bnn, fitted, x, y, num_samples, seed, chunk, var_names
+        )
     else:
         inference = "mcmc" if isinstance(fitted, MCMC) else "samples"
         draws, chains, diverging = _collect_samples(
@@ -601,6 +649,8 @@ def to_inference_data(
         )
     groups = _groups(model_bnn, draws, chains, x, var_names, inference, class_labels)
     attrs = _attrs(inference)
+    for group in groups.values():
+        group.attrs.update(described)
     if diverging is not None:
         groups["sample_stats"] = _dataset({"diverging": (["chain", "draw"], diverging)}, attrs, {})
     if isinstance(fitted, BNN):

@@ -7,6 +7,8 @@ teachers read it through the same paths as a fitted guide or MCMC draws.
 
 from __future__ import annotations
 
+from .ensemble import DeepEnsemble, GuideMixture
 from .laplace import Laplace, map_to_net
+from .swag import SWAG, SWAGCollector
 
-__all__: list[str] = ["Laplace", "map_to_net"]
+__all__ = ["SWAG", "DeepEnsemble", "GuideMixture", "Laplace", "SWAGCollector", "map_to_net"]
