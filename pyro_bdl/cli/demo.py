@@ -138,7 +138,7 @@ class DemoBudget:
     export_samples: int = 100
 
 
-#: The ``--quick`` budget: a few seconds, for tests.
+#: The ``--quick`` budget: a smoke test (the numbers mean nothing).
 QUICK = DemoBudget(
     n_regression=40,
     n_regression_test=50,

@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--quick",
         action="store_true",
-        help="tiny budget (a few seconds; for tests, the numbers mean nothing)",
+        help="tiny budget, a smoke test (the numbers mean nothing)",
     )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
