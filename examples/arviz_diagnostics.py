@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.quick
         else {"n": 100, "epochs": 3000, "draws": 500, "psis": 2000, "mcmc": 300, "tree_depth": 6}
     )
-    x, y, _ = toy_regression(budget["n"], heteroskedastic=False, seed=args.seed)
+    x, y, _ = toy_regression(
+        budget["n"], heteroskedastic=False, seed=args.seed, dtype=torch.float64
+    )
     torch.manual_seed(args.seed)  # the networks' initial weights
     fit = dict(epochs=budget["epochs"], lr=2e-2, progress=False, seed=args.seed)
 

@@ -27,10 +27,13 @@ _EXPORTS = {
     "BNN": "bnn",
     "DivergenceError": "bnn",
     "FitResult": "bnn",
+    "AutoDropout": "guides",
     "AutoMeanFieldNormal": "guides",
     "MeanFieldNormal": "guides",
     "BernoulliDropout": "guides",
     "ConcreteDropout": "guides",
+    "PyroGuide": "guides",
+    "UnfittedGuideWarning": "bnn",
     "ELBOTerms": "infer",
     "elbo_terms": "infer",
     "Bernoulli": "likelihoods",
@@ -47,6 +50,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AutoDropout",
     "AutoMeanFieldNormal",
     "BNN",
     "Bernoulli",
@@ -64,7 +68,9 @@ __all__ = [
     "MeanFieldNormal",
     "Prediction",
     "Prior",
+    "PyroGuide",
     "ScaleMixturePrior",
+    "UnfittedGuideWarning",
     "__version__",
     "decompose",
     "distill",
@@ -73,8 +79,15 @@ __all__ = [
 
 if TYPE_CHECKING:
     from . import distill
-    from .bnn import BNN, DivergenceError, FitResult
-    from .guides import AutoMeanFieldNormal, BernoulliDropout, ConcreteDropout, MeanFieldNormal
+    from .bnn import BNN, DivergenceError, FitResult, UnfittedGuideWarning
+    from .guides import (
+        AutoDropout,
+        AutoMeanFieldNormal,
+        BernoulliDropout,
+        ConcreteDropout,
+        MeanFieldNormal,
+        PyroGuide,
+    )
     from .infer import ELBOTerms, elbo_terms
     from .likelihoods import (
         Bernoulli,

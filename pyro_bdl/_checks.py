@@ -6,12 +6,19 @@ Every check raises with the expected value, what it got and, where there is one,
 from __future__ import annotations
 
 import math
-from typing import Any
+import numbers
+from collections.abc import Sequence
+from typing import Any, Literal, overload
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
+    "SEED_LIMIT",
+    "as_tensor",
+    "check_seed",
+    "is_integral",
     "positive_int",
     "check_tensor",
     "check_real_tensor",
@@ -22,25 +29,186 @@ __all__ = [
 ]
 
 
-def positive_int(name: str, value: Any) -> int:
-    """Return ``value`` if it is an ``int >= 1`` (not a bool), else raise ``ValueError``.
+def is_integral(value: Any) -> bool:
+    """Whether ``value`` is an integral number: an ``int`` or a numpy integer, not a bool.
 
-    :param name: the argument's name, used in the message.
-    :param value: the value to check.
-    :return: ``value`` unchanged.
+    Floats are not integral, even whole ones (``5.0``): a count or seed computed as a float is
+    usually a mistake, and ``int(value)`` says that it is not.
 
     Example::
 
-        >>> positive_int("num_samples", 100)
+        >>> import numpy as np
+        >>> is_integral(np.int64(5)), is_integral(5.0), is_integral(True)
+        (True, False, False)
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+@overload
+def positive_int(name: str, value: Any, *, optional: Literal[False] = False) -> int: ...
+
+
+@overload
+def positive_int(name: str, value: Any, *, optional: bool) -> int | None: ...
+
+
+def positive_int(name: str, value: Any, *, optional: bool = False) -> int | None:
+    """Return ``value`` as an ``int`` if it is an integral number ``>= 1``, else raise.
+
+    Any :class:`numbers.Integral` is accepted (``int``, ``np.int64``, ...), never a bool and never
+    a float, even a whole one such as ``5.0`` (pass ``int(n)``; see :func:`is_integral`).
+
+    :param name: the argument's name, used in the message.
+    :param value: the value to check.
+    :param optional: accept ``None`` (returned as it is).
+    :return: ``int(value)`` (or ``None``).
+    :raises ValueError: for anything else.
+
+    Example::
+
+        >>> import numpy as np
+        >>> positive_int("num_samples", np.int64(100))
         100
         >>> positive_int("epochs", 0)
         Traceback (most recent call last):
         ...
         ValueError: Expected epochs to be a positive int, but got 0.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive int, but got {value!r}.")
-    return value
+    if value is None and optional:
+        return None
+    if not is_integral(value) or value < 1:
+        hint = ""
+        if isinstance(value, float) and value.is_integer() and value >= 1:
+            hint = f" Pass int({value!r}): counts are never floats."
+        raise ValueError(f"Expected {name} to be a positive int, but got {value!r}.{hint}")
+    return int(value)
+
+
+#: Seeds are integers in ``[0, SEED_LIMIT)``: the range numpy's and scikit-learn's seeds take
+#: (so a seed can be handed on to them), which torch accepts and which the data-parallel
+#: processes exchange exactly as float64.
+SEED_LIMIT = 2**32
+
+
+@overload
+def check_seed(name: str, value: Any, *, optional: Literal[False]) -> int: ...
+
+
+@overload
+def check_seed(name: str, value: Any, *, optional: bool = True) -> int | None: ...
+
+
+def check_seed(name: str, value: Any, *, optional: bool = True) -> int | None:
+    """A random seed: an integral number in ``[0, 2**32)`` (``None`` too, if ``optional``).
+
+    One rule for every seed the package takes (``fit``, ``predict``, the exports, the data sets
+    and the ``pyro-bdl`` command line), so that they all agree.
+
+    :param name: the argument's name, used in the message.
+    :param value: the value to check.
+    :param optional: accept ``None`` (meaning "draw from torch's global RNG").
+    :return: ``int(value)``, or ``None``.
+    :raises TypeError: if ``value`` is not an integral number (a float, a string, a bool).
+    :raises ValueError: if it is negative or ``>= 2**32``.
+
+    Example::
+
+        >>> check_seed("seed", 7)
+        7
+        >>> check_seed("seed", -1)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected seed to be an int in [0, 2**32), but got -1.
+    """
+    if value is None and optional:
+        return None
+    if not is_integral(value):
+        raise TypeError(
+            f"Expected {name} to be an int in [0, 2**32){' or None' if optional else ''}, but "
+            f"got {value!r} ({type(value).__name__})."
+        )
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"Expected {name} to be an int in [0, 2**32), but got {value!r}.")
+    return int(value)
+
+
+def _reference(like: Any) -> tuple[torch.dtype, torch.device]:
+    """The floating dtype and the device that converted array-likes take from ``like``."""
+    if isinstance(like, Sequence) and not isinstance(like, str) and len(like):
+        return _reference(like[0])
+    if isinstance(like, nn.Module):
+        for t in (*like.parameters(), *like.buffers()):
+            if t.is_floating_point():
+                return t.dtype, t.device
+    elif torch.is_tensor(like) and like.is_floating_point():
+        return like.dtype, like.device
+    elif torch.is_tensor(like):
+        return torch.get_default_dtype(), like.device
+    return torch.get_default_dtype(), torch.device("cpu")
+
+
+def as_tensor(name: str, value: Any, like: Any = None) -> Any:
+    """An array-like (numpy array, pandas object, list, tuple) as a tensor; the rest unchanged.
+
+    Tensors, ``None``, DataLoaders and other objects come back as they are, for the checks that
+    follow to accept or refuse them. An array-like is converted as follows:
+
+    - floating values take ``like``'s floating dtype (a network's parameter dtype, a draw's
+      dtype; without ``like``, torch's default dtype): numpy's float64 becomes float32 for a
+      float32 network;
+    - integer values become ``torch.long`` (class labels stay integral; a regression target
+      of integers is converted to the network's dtype by the likelihood, as a tensor's is);
+    - booleans become ``torch.bool``;
+    - the tensor lies on ``like``'s device.
+
+    :param name: the argument's name, used in the message.
+    :param value: the value to convert.
+    :param like: a tensor, a module (its first floating parameter or buffer), a sequence of
+        modules (the first one), or ``None``.
+    :return: a tensor, or ``value`` itself.
+    :raises TypeError: for an array-like of non-numeric values (strings, objects, complex).
+
+    Example::
+
+        >>> import numpy as np
+        >>> net = nn.Linear(2, 1)  # float32 parameters
+        >>> as_tensor("x", np.zeros((3, 2))).dtype, as_tensor("x", np.zeros((3, 2)), net).dtype
+        (torch.float32, torch.float32)
+        >>> as_tensor("y", [0, 2, 1], net)
+        tensor([0, 2, 1])
+    """
+    if torch.is_tensor(value) or not (
+        isinstance(value, (list, tuple, np.ndarray, np.generic)) or hasattr(value, "__array__")
+    ):
+        return value
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:  # ragged lists, objects numpy cannot read
+        raise TypeError(
+            f"Expected {name} to be a tensor or a rectangular array of numbers, but numpy could "
+            f"not read the {type(value).__name__} given ({e})."
+        ) from None
+    kind = arr.dtype.kind
+    if kind not in "fiub":
+        how = (
+            f"{name}.to_numpy(dtype=float), categorical columns one-hot encoded first"
+            if hasattr(value, "to_numpy")
+            else "numbers"
+        )
+        raise TypeError(
+            f"Expected {name} to hold real numbers, but the {type(value).__name__} given has "
+            f"numpy dtype {arr.dtype}; convert it to {how}."
+        )
+    dtype, device = _reference(like)
+    if kind == "f":
+        native = arr.dtype.newbyteorder("=") if arr.dtype.itemsize <= 8 else np.dtype(np.float64)
+    else:
+        native = np.dtype(np.bool_) if kind == "b" else np.dtype(np.int64)
+        dtype = torch.bool if kind == "b" else torch.long
+    arr = np.asarray(arr, dtype=native)
+    if not arr.flags.writeable:  # e.g. a pandas object's values: torch needs its own copy
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(device=device, dtype=dtype)
 
 
 def check_tensor(name: str, t: Any) -> Tensor:
@@ -115,7 +283,7 @@ def check_float(name: str, value: Any, *, positive: bool = True, allow_zero: boo
         >>> check_float("init_scale", 0.1)
         0.1
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"Expected {name} to be a real number, but got {type(value).__name__}.")
     value = float(value)
     bound = ">= 0" if allow_zero else "> 0"

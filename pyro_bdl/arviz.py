@@ -57,10 +57,20 @@ from pyro.distributions.util import scale_and_mask
 from pyro.infer import MCMC
 from pyro.poutine.util import site_is_subsample
 
+from ._checks import check_seed
+from ._checks import positive_int as _positive_int
 from .bnn import BNN, FitResult
-from .inference.posterior import GuidePosterior, Posterior, SamplesPosterior, per_draw
+from .inference.posterior import (
+    GuidePosterior,
+    Posterior,
+    SamplesPosterior,
+    group_samples,
+    per_draw,
+    warn_fixed_parameters,
+)
 from .inference.predict import default_chunk, iter_draw_chunks, run_model
 from .likelihoods import OBS
+from .model import OBS_MEAN as MODEL_OBS_MEAN
 from .uncertainty import Prediction
 
 with warnings.catch_warnings():
@@ -90,8 +100,9 @@ ArviZData: TypeAlias = Any
 #: Dimension indexing the data points.
 OBS_ID = "obs_id"
 #: Posterior variable: the per-draw predictive mean E[y | x, W] (class probabilities for
-#: classifiers, the Gaussian location for regression).
-OBS_MEAN = f"{OBS}_mean"
+#: classifiers, the Gaussian location for regression); also the deterministic site of
+#: ``bnn.model`` that ``Predictive`` returns (``pyro_bdl.model.OBS_MEAN``).
+OBS_MEAN = MODEL_OBS_MEAN
 #: Posterior variable (Gaussian likelihoods): the per-draw noise standard deviation.
 OBS_SCALE = f"{OBS}_scale"
 #: Name of the group holding the guide's parameters and the ELBO trace.
@@ -112,12 +123,6 @@ def arviz_major_version() -> int:
 
 
 # ================================================================================ checks
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive int, but got {value!r}.")
-    return int(value)
-
-
 def _check_var_names(
     var_names: Sequence[str] | None, sites: Mapping[str, torch.Size], kind: str
 ) -> list[str]:
@@ -253,6 +258,10 @@ def _dataset(
 
 def _by_chain(array: np.ndarray, chains: int) -> np.ndarray:
     return array.reshape((chains, array.shape[0] // chains) + array.shape[1:])
+
+
+def _by_chain_tensor(t: torch.Tensor, chains: int) -> torch.Tensor:
+    return t.reshape((chains, t.shape[0] // chains) + t.shape[1:])
 
 
 def _target_dims(ndim: int) -> list[str]:
@@ -401,30 +410,55 @@ def _fixed_set_size(
     return num
 
 
+def _collect_posterior(
+    bnn: BNN,
+    posterior: Posterior,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    num_samples: int | None,
+    seed: int | None,
+    chunk: int,
+    var_names: Sequence[str],
+) -> tuple[_Draws, dict[str, Any]]:
+    """The per-draw arrays of any other posterior (SWAG, a guide mixture), one chain, and the
+    attrs that say what it is: ``num_samples`` fresh draws (required) of a posterior that draws
+    afresh, or of a fixed set all its draws (default) or its first ``num_samples``."""
+    total = posterior.num_draws
+    if total is None and num_samples is None:
+        raise ValueError(
+            f"Expected num_samples, the number of fresh draws from the "
+            f"{type(posterior).__name__} to export (e.g. num_samples=200), but got None."
+        )
+    num = total if num_samples is None else _positive_int("num_samples", num_samples)
+    if total is not None and num is not None and num > total:
+        raise ValueError(f"Expected num_samples <= the {total} draws, but got {num}.")
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        draws = _collect(bnn, posterior, x, y, cast(int, num), chunk, var_names)
+    # which posterior, and whether its draws are fresh independent ones (not a Markov chain)
+    described = {
+        "posterior_type": type(posterior).__name__,
+        "independent_draws": int(total is None),
+    }
+    return draws, described
+
+
 def _grouped_samples(
-    fitted: MCMC | Mapping[str, torch.Tensor], num_samples: int | None
+    fitted: MCMC | Mapping[str, torch.Tensor],
+    sites: Mapping[str, torch.Size],
+    num_samples: int | None,
+    group_by_chain: bool | None,
 ) -> tuple[dict[str, torch.Tensor], int, np.ndarray | None]:
     """``({site: (chains * draws, *shape)}, chains, diverging (chains, draws) or None)``."""
-    if isinstance(fitted, MCMC):
-        grouped = fitted.get_samples(group_by_chain=True)
-    else:
-        grouped = dict(fitted)
-    if not grouped:
-        raise ValueError("Expected at least one sampled site, but got no samples.")
-    shapes = {k: tuple(v.shape[:2]) for k, v in grouped.items()}
-    if len(set(shapes.values())) != 1 or any(v.dim() < 2 for v in grouped.values()):
-        raise ValueError(
-            "Expected samples grouped by chain, {site: tensor (chains, draws, *shape)} with the "
-            f"same (chains, draws) for every site, but got leading shapes {shapes}."
-        )
-    chains, total = next(iter(shapes.values()))
+    grouped = group_samples(fitted, sites, group_by_chain=group_by_chain)
+    chains, total = next(iter(grouped.values())).shape[:2]
     keep = np.arange(total)
     if num_samples is not None:
         num_samples = _positive_int("num_samples", num_samples)
         if num_samples > total:
             raise ValueError(
-                f"Expected num_samples <= the {total} draws per chain of the MCMC run, but got "
-                f"{num_samples}."
+                f"Expected num_samples <= the {total} draws per chain, but got {num_samples}."
             )
         keep = np.unique(np.linspace(0, total - 1, num_samples).round().astype(int))
     index = torch.as_tensor(keep)
@@ -440,8 +474,32 @@ def _grouped_samples(
     return flat, chains, diverging
 
 
+def _collect_samples(
+    bnn: BNN,
+    fitted: MCMC | SamplesPosterior | Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    sites: Mapping[str, torch.Size],
+    num_samples: int | None,
+    group_by_chain: bool | None,
+    chunk: int,
+    var_names: Sequence[str],
+) -> tuple[_Draws, int, np.ndarray | None]:
+    """The per-draw arrays of draws from outside the package (MCMC, a dict, several chains)."""
+    if isinstance(fitted, SamplesPosterior):  # several chains: thinned chain by chain
+        group_by_chain = True
+        fitted = {k: _by_chain_tensor(v, fitted.chains) for k, v in fitted.samples.items()}
+    else:
+        warn_fixed_parameters(bnn.bayesian_model, x, stacklevel=3)
+    flat, chains, diverging = _grouped_samples(fitted, sites, num_samples, group_by_chain)
+    bnn.bayesian_model.check_draws(flat)
+    num = next(iter(flat.values())).shape[0]
+    posterior = SamplesPosterior(flat, chains=chains)
+    return _collect(bnn, posterior, x, y, num, chunk, var_names), chains, diverging
+
+
 def to_inference_data(
-    fitted: BNN | MCMC | SamplesPosterior | Mapping[str, torch.Tensor],
+    fitted: BNN | MCMC | Posterior | Mapping[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,
@@ -452,6 +510,7 @@ def to_inference_data(
     class_labels: Sequence[Any] | None = None,
     seed: int | None = None,
     chunk_size: int | None = None,
+    group_by_chain: bool | None = None,
 ) -> ArviZData:
     """Export posterior draws of a BNN to ArviZ: predictive draws, pointwise log-likelihood, ...
 
@@ -461,10 +520,19 @@ def to_inference_data(
     chunks of draws (bounded memory), and the groups listed in the module docstring are filled.
 
     :param fitted: a fitted :class:`~pyro_bdl.BNN`; a ``pyro.infer.MCMC`` that ran
-        ``bnn.model``; samples grouped by chain ``{site: tensor (chains, draws, *shape)}``
-        (e.g. several single-chain runs stacked); or a
-        :class:`~pyro_bdl.inference.SamplesPosterior` (one chain: ensemble members, snapshots)
-        with ``bnn=``.
+        ``bnn.model`` (its chains kept); a dict of draws with ``bnn=``, in the layouts Pyro's
+        tools produce, read by :func:`~pyro_bdl.inference.posterior.group_samples` from the
+        model's site shapes: ``mcmc.get_samples()`` ``(S, *shape)`` and a ``Predictive``'s
+        output ``(S, 1, *shape)`` are one chain of S draws, ``(chains, draws, *shape)``
+        (``mcmc.get_samples(group_by_chain=True)``, several single-chain runs stacked) keeps
+        its chains, other keys (``"obs"``) are ignored; or a
+        :class:`~pyro_bdl.inference.SamplesPosterior` (ensemble members, snapshots; its
+        ``chains``) with ``bnn=``; or any other :class:`~pyro_bdl.inference.Posterior` with
+        ``bnn=`` (``SWAG``, ``GuideMixture``, ``DeepEnsemble`` of :mod:`pyro_bdl.posteriors`):
+        one chain of ``num_samples`` fresh draws when it draws afresh (``num_draws is None``),
+        else its fixed set in order; every group's ``attrs`` record ``posterior_type`` (its
+        class name) and ``independent_draws`` (1: fresh independent draws, not a Markov chain;
+        0: a fixed set), and ``inference`` is ``"draws"``.
     :param x: inputs ``(N, ...)``: **the training data** when the result is for ``az.loo`` /
         ``az.waic`` / ``az.compare``, which estimate out-of-sample fit from the
         ``log_likelihood`` of the data the posterior was fitted to (on held-out rows their
@@ -472,8 +540,8 @@ def to_inference_data(
         :func:`add_predictions`.
     :param y: targets ``(N, ...)``; without them there is no ``log_likelihood`` or
         ``observed_data`` group, and ``posterior_predictive`` holds draws of y.
-    :param num_samples: draws from the guide (required for a BNN); for MCMC, draws kept per chain
-        (evenly thinned; default: all).
+    :param num_samples: draws from the guide (required for a BNN) or from a posterior that draws
+        afresh (required); for MCMC, draws kept per chain (evenly thinned; default: all).
     :param var_names: posterior variables: any of the model's sites (e.g. ``"0.weight"``),
         ``"obs_mean"`` and, for Gaussian likelihoods, ``"obs_scale"``. Default
         ``["obs_mean"]``: no weights. The guide parameters of requested sites go to the
@@ -482,11 +550,19 @@ def to_inference_data(
         ``bnn.model``).
     :param fit_result: the :class:`~pyro_bdl.FitResult` of ``bnn.fit``, stored as the ELBO trace.
     :param class_labels: names of the classes (coordinate of the ``class`` dim, categorical).
-    :param seed: if given, guide draws are reproducible without touching the global RNG.
+    :param seed: if given, guide draws (and a posterior's fresh draws) are reproducible without
+        touching the global RNG.
     :param chunk_size: draws per vectorised model run (default: about 64 MB per chunk).
+    :param group_by_chain: for a dict of draws, force the reading of its leading dims:
+        ``True`` ``(chains, draws, *shape)``, ``False`` one chain (see ``group_samples``).
     :return: ``az.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x.
     :raises ValueError: on ``num_samples <= 0``, x and y of different lengths, a ``var_names``
-        entry that is not a site, or MCMC samples not grouped by chain.
+        entry that is not a site, or draws whose shapes match none of the layouts (the message
+        names them).
+    :raises FixedParameterWarning: (a warning) for MCMC or a dict of draws, if the model has
+        learned point estimates (``pyro.param``: a learned noise scale) that the draws leave
+        at their current values -- NUTS never samples them; give the noise a prior
+        (``HomoskedasticGaussian(precision_prior=...)``) or fix it.
 
     Example::
 
@@ -515,6 +591,7 @@ def to_inference_data(
         >>> to_inference_data(mcmc, x, y, var_names=["0.weight"]).posterior["0.weight"].shape
         (1, 20, 4, 1)
     """
+    seed = check_seed("seed", seed)
     if isinstance(fitted, BNN):
         if bnn is not None and bnn is not fitted:
             raise ValueError("Expected bnn=None (or the same BNN) when fitted is a BNN.")
@@ -526,16 +603,18 @@ def to_inference_data(
         num_samples = _positive_int("num_samples", num_samples)
     elif isinstance(fitted, MCMC):
         model_bnn = _mcmc_bnn(fitted, bnn)
-    elif isinstance(fitted, (Mapping, SamplesPosterior)):
+    elif isinstance(fitted, (Mapping, Posterior)):  # any Posterior: SamplesPosterior, SWAG, ...
         if bnn is None:
-            raise ValueError("Expected bnn= with a dict of samples: the BNN whose model made them.")
+            raise ValueError(
+                f"Expected bnn= with a {type(fitted).__name__}: the BNN whose model made them."
+            )
         if not isinstance(bnn, BNN):
             raise TypeError(f"Expected bnn to be a pyro_bdl.BNN, but got {type(bnn).__name__}.")
         model_bnn = bnn
     else:
         raise TypeError(
-            "Expected fitted to be a BNN, a pyro.infer.MCMC, a SamplesPosterior or a dict of "
-            f"samples grouped by chain, but got {type(fitted).__name__}."
+            "Expected fitted to be a BNN, a pyro.infer.MCMC, a Posterior (SamplesPosterior, "
+            f"SWAG, ...) or a dict of samples, but got {type(fitted).__name__}."
         )
     x, y = model_bnn.check_data(x, y)
     if chunk_size is not None:
@@ -547,6 +626,7 @@ def to_inference_data(
     var_names = _check_var_names(var_names, sites, kind)
     chunk = _chunk(model_bnn, x, chunk_size)
     diverging = None
+    described: dict[str, Any] = {}
     if isinstance(fitted, BNN):
         fitted.ensure_guide(x)
         chains = 1
@@ -561,22 +641,24 @@ def to_inference_data(
             # num_samples: required and checked above
             draws = _collect(fitted, posterior, x, y, cast(int, num_samples), chunk, var_names)
         inference = "svi"
-    elif isinstance(fitted, SamplesPosterior):
+    elif isinstance(fitted, SamplesPosterior) and fitted.chains == 1:
         chains, inference = 1, "samples"
         num = _fixed_set_size(fitted, sites, num_samples)
         draws = _collect(model_bnn, fitted, x, y, num, chunk, var_names)
+    elif isinstance(fitted, Posterior) and not isinstance(fitted, SamplesPosterior):
+        chains, inference = 1, "draws"
+        draws, described = _collect_posterior(
+            model_bnn, fitted, x, y, num_samples, seed, chunk, var_names
+        )
     else:
-        flat, chains, diverging = _grouped_samples(fitted, num_samples)
-        missing = sorted(set(sites) - set(flat))
-        if missing:
-            raise ValueError(
-                f"Expected draws for every latent site of the model, but got none for {missing}."
-            )
-        num = next(iter(flat.values())).shape[0]
-        draws = _collect(model_bnn, SamplesPosterior(flat), x, y, num, chunk, var_names)
-        inference = "mcmc"
+        inference = "mcmc" if isinstance(fitted, MCMC) else "samples"
+        draws, chains, diverging = _collect_samples(
+            model_bnn, fitted, x, y, sites, num_samples, group_by_chain, chunk, var_names
+        )
     groups = _groups(model_bnn, draws, chains, x, var_names, inference, class_labels)
     attrs = _attrs(inference)
+    for group in groups.values():
+        group.attrs.update(described)
     if diverging is not None:
         groups["sample_stats"] = _dataset({"diverging": (["chain", "draw"], diverging)}, attrs, {})
     if isinstance(fitted, BNN):
@@ -593,15 +675,19 @@ def prediction_from_samples(
     x: torch.Tensor,
     *,
     chunk_size: int | None = None,
+    group_by_chain: bool | None = None,
 ) -> Prediction:
     """A :class:`~pyro_bdl.uncertainty.Prediction` from MCMC draws of the BNN's latent sites.
 
     :param bnn: the BNN whose model was sampled.
-    :param samples: a ``pyro.infer.MCMC`` that ran ``bnn.model``, or ``{site: tensor (S, *shape)}``
-        (chains flattened, as ``mcmc.get_samples()`` returns).
+    :param samples: a ``pyro.infer.MCMC`` that ran ``bnn.model``, or a dict of draws in any
+        layout of :func:`~pyro_bdl.inference.posterior.group_samples` (``mcmc.get_samples()``,
+        ``get_samples(group_by_chain=True)``, a ``Predictive``'s output).
     :param x: inputs ``(N, ...)``.
     :param chunk_size: draws per vectorised forward.
-    :return: a Prediction with ``S`` draws (all chains), samples of shape ``(S, N, ...)``.
+    :param group_by_chain: force the reading of a dict's leading dims (see ``group_samples``).
+    :return: a Prediction with ``S`` draws (all chains, chain after chain), samples of shape
+        ``(S, N, ...)``.
 
     Example::
 
@@ -624,14 +710,14 @@ def prediction_from_samples(
     """
     if not isinstance(bnn, BNN):
         raise TypeError(f"Expected bnn to be a pyro_bdl.BNN, but got {type(bnn).__name__}.")
-    if isinstance(samples, MCMC):
-        samples = samples.get_samples()
-    if not isinstance(samples, Mapping):
+    if not isinstance(samples, (MCMC, Mapping)):
         raise TypeError(
-            "Expected samples to be a pyro.infer.MCMC or a dict {site: tensor (S, *shape)}, but "
-            f"got {type(samples).__name__}."
+            "Expected samples to be a pyro.infer.MCMC or a dict {site: tensor}, but got "
+            f"{type(samples).__name__}."
         )
-    return bnn.predict_from_samples(x, dict(samples), chunk_size=chunk_size)
+    return bnn.predict_from_samples(
+        x, samples, chunk_size=chunk_size, group_by_chain=group_by_chain
+    )
 
 
 # ================================================================================ PSIS k̂
@@ -716,14 +802,14 @@ def _log_ratios(bnn: BNN, x: torch.Tensor, y: torch.Tensor, num: int, chunk: int
     for start, draws in iter_draw_chunks(posterior, num, chunk=chunk):
         c = draws.num
         trace = run_model(bnn.model, draws, x, y, dataset_size=n)
-        log_p = torch.zeros(c, dtype=torch.float64)
+        log_p = torch.zeros(c, dtype=torch.float64, device=x.device)  # float64, with the net
         for site in trace.nodes.values():
             if site["type"] == "sample" and not site_is_subsample(site):
                 fn = cast(TorchDistribution, site["fn"])  # a sample site's distribution
                 lp = fn.log_prob(cast(torch.Tensor, site["value"]))
-                log_p += per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c)
+                log_p += per_draw(scale_and_mask(lp, site["scale"], site["mask"]), c, x.device)
         assert draws.log_q is not None  # asked for
-        out[start : start + c] = (log_p - draws.log_q).numpy()
+        out[start : start + c] = (log_p - draws.log_q).cpu().numpy()
     return out
 
 
@@ -776,6 +862,7 @@ def psis_khat(
         >>> res.log_weights.shape
         (200,)
     """
+    seed = check_seed("seed", seed)
     if not isinstance(fitted, BNN):
         raise TypeError(f"Expected fitted to be a pyro_bdl.BNN, but got {type(fitted).__name__}.")
     num_samples = _positive_int("num_samples", num_samples)
@@ -810,7 +897,7 @@ def _group_datasets(data: ArviZData) -> dict[str, xr.Dataset]:
 
 def add_predictions(
     data: ArviZData,
-    fitted: BNN | MCMC | SamplesPosterior | Mapping[str, torch.Tensor],
+    fitted: BNN | MCMC | Posterior | Mapping[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,
@@ -840,7 +927,7 @@ def add_predictions(
     give the same draws as in ``data``; a guide is sampled afresh (with ``seed``).
 
     :param data: the export of the training data (not modified).
-    :param fitted: what ``data`` was made from (a BNN, MCMC, samples).
+    :param fitted: what ``data`` was made from (a BNN, MCMC, samples, any posterior).
     :param x: held-out inputs ``(M, ...)``.
     :param y: held-out targets ``(M, ...)``, or ``None``.
     :return: a new ``az.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (1.x) with every

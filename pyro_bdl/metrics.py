@@ -5,6 +5,10 @@ shape ``(S, N, C)``) or a :class:`~pyro_bdl.uncertainty.Prediction`, and scores 
 predictive, i.e. the equally weighted mixture over the ``S`` draws — never the average of
 per-draw scores. Scalar metrics are returned as Python ``float``.
 
+Targets ``y`` may be tensors, numpy arrays, lists or pandas objects (integer labels become
+``torch.long``, real targets take the draws' dtype). Single-output regression targets may have
+shape ``(N,)`` or ``(N, 1)``, as in ``BNN.fit``.
+
 A bernoulli :class:`~pyro_bdl.uncertainty.Prediction` is scored as a two-class categorical one
 (class 1 has probability ``samples``); trailing output dims are scored as separate labels by
 :func:`accuracy`, :func:`brier` and :func:`ece`.
@@ -14,12 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
 
-from pyro_bdl._checks import check_finite, check_real_tensor
+from pyro_bdl._checks import as_tensor, check_finite, check_real_tensor, positive_int
 from pyro_bdl.uncertainty import (
     Prediction,
     broadcast_scale,
@@ -67,6 +71,7 @@ def _check_labels(y: object, num_data: int, num_classes: int) -> Tensor:
 
 def _classification_draws(probs: Tensor | Prediction, y: object) -> tuple[Tensor, Tensor]:
     """Return class-probability draws ``(S, M, C)`` and integer labels ``(M,)``."""
+    y = as_tensor("y", y, probs.samples if isinstance(probs, Prediction) else probs)
     if isinstance(probs, Prediction):
         if probs.kind in ("gaussian", "generic"):
             raise ValueError(
@@ -108,7 +113,9 @@ def _regression_draws(loc: Tensor | Prediction, y: object) -> tuple[Tensor, Tens
     loc = check_real_tensor("loc", loc)
     check_draws_ndim("loc", loc, 2, "(S, N, ...)")
     check_finite("loc", loc)
-    y = check_real_tensor("y", y)
+    y = check_real_tensor("y", as_tensor("y", y, loc))
+    if y.shape == loc.shape[1:] + (1,):  # (N, 1) targets of a single output, as fit takes
+        y = y.reshape(loc.shape[1:])
     if y.shape != loc.shape[1:]:
         raise ValueError(
             f"Expected targets y of shape {tuple(loc.shape[1:])} (loc without the sample "
@@ -116,6 +123,17 @@ def _regression_draws(loc: Tensor | Prediction, y: object) -> tuple[Tensor, Tens
         )
     check_finite("y", y)
     return loc, y.to(loc.dtype)
+
+
+def _prediction_target(prediction: Prediction, y: object) -> Any:
+    """``y`` for ``prediction.log_prob``: an array-like converted, a single regression output's
+    ``(N, 1)`` reshaped to ``(N,)``."""
+    y = as_tensor("y", y, prediction.samples)
+    if prediction.kind in ("gaussian", "generic") and isinstance(y, Tensor):
+        per_datum = prediction.samples.shape[1:]
+        if y.shape == per_datum + (1,):
+            y = y.reshape(per_datum)
+    return y
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +199,7 @@ def nll(
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"Expected reduction 'mean', 'sum' or 'none', got {reduction!r}.")
     if isinstance(probs, Prediction):
-        pointwise = -probs.log_prob(y)
+        pointwise = -probs.log_prob(_prediction_target(probs, y))
     else:
         draws, labels = _classification_draws(probs, y)
         index = labels.unsqueeze(0).expand(draws.shape[:-1]).unsqueeze(-1)
@@ -273,8 +291,7 @@ def ece(
         >>> round(ece(probs, y).ece, 6)
         0.2
     """
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"Expected n_bins to be a positive integer, got {n_bins!r}.")
+    n_bins = positive_int("n_bins", n_bins)
     if strategy not in ("uniform", "quantile"):
         raise ValueError(f"Expected strategy 'uniform' or 'quantile', got {strategy!r}.")
     draws, labels = _classification_draws(probs, y)
@@ -481,6 +498,7 @@ def coverage(*args: Tensor | Prediction, level: float | None = None) -> float:
                 "Expected level= only with a Prediction; with explicit bounds the level is "
                 "already fixed by lower and upper."
             )
+        args = (*args[:2], as_tensor("y", args[2], args[0]))
         lower, upper, target = (
             check_real_tensor(name, value)
             for name, value in zip(("lower", "upper", "y"), args, strict=True)

@@ -21,17 +21,34 @@ from typing import Any, cast
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.runtime import InferDict
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import InferDict, Message
 from pyro.poutine.util import site_is_subsample
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Bernoulli as TorchBernoulli
+from torch.distributions import Categorical as TorchCategorical
+from torch.distributions import Distribution, Independent
+from torch.distributions import Normal as TorchNormal
 
 from ._checks import check_tensor
+from .distributions.expected_normal import ExpectedNormal
+from .distributions.tempered import DistillationCategorical
 from .likelihoods import OBS, Likelihood
-from .nn import INIT_KEY, BatchedForward, broadcast_shapes, is_real_support, sample_shape_of
+from .nn import (
+    INIT_KEY,
+    BatchedForward,
+    broadcast_shapes,
+    is_real_support,
+    module_mode,
+    sample_shape_of,
+)
 from .priors import Prior
 
-__all__ = ["BayesianModel"]
+__all__ = ["BayesianModel", "OBS_MEAN"]
+
+#: Deterministic site of :meth:`BayesianModel.__call__`: the noise-free mean E[y | x, W] of each
+#: draw (the ArviZ export's posterior variable of the same name).
+OBS_MEAN = f"{OBS}_mean"
 
 
 class BayesianModel:
@@ -130,8 +147,15 @@ class BayesianModel:
 
         :raises TypeError, ValueError: with what was expected, what was received, how to fix.
         """
+        param = next(self.net.parameters())
+        dtype = param.dtype
+        if torch.is_tensor(x) and x.device != param.device:  # before any check reads x
+            raise ValueError(
+                f"Expected inputs x on the network's device {param.device}, but got x on "
+                f"{x.device}; move it with x.to({str(param.device)!r}) (nothing is copied behind "
+                "your back), or the network with net.to(x.device) before building the BNN."
+            )
         x = check_tensor("x", x)
-        dtype = next(self.net.parameters()).dtype
         if x.is_floating_point() and x.dtype != dtype:
             raise TypeError(
                 f"Expected inputs x of the network's dtype {dtype}, but got {x.dtype}; convert "
@@ -142,8 +166,9 @@ class BayesianModel:
     def probe_output(self, x: torch.Tensor) -> torch.Size:
         """Per-datum output shape of the network on the first rows of ``x``, with no side effects.
 
-        The network runs with its current weights under ``no_grad``, in its current mode, the
-        random stream forked and its buffers (BatchNorm statistics) restored afterwards.
+        The network runs with its current weights under ``no_grad``, in evaluation mode (each
+        module's mode restored afterwards), the random stream forked and its buffers (BatchNorm
+        statistics) restored afterwards: one row is enough, even with BatchNorm.
 
         :raises ValueError: if the network cannot process ``x`` (wrong feature shape or dtype).
         """
@@ -164,8 +189,8 @@ class BayesianModel:
 
     def check_targets(self, y: torch.Tensor, out_shape: torch.Size) -> None:
         """Check all of ``y`` (shape, label range) against the network's output shape, up front."""
-        dtype = next(self.net.parameters()).dtype
-        f = torch.zeros((), dtype=dtype).expand((len(y), *out_shape))
+        p = next(self.net.parameters())
+        f = torch.zeros((), dtype=p.dtype, device=p.device).expand((len(y), *out_shape))
         self.likelihood.check_target(y, f, 0)
 
     def check_pair(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,6 +269,13 @@ class BayesianModel:
     ) -> torch.Tensor:
         """Weights from the prior, then one ``"obs"`` site under the data plate.
 
+        Beside ``"obs"``, under the same plate, the deterministic site ``"obs_mean"``
+        (:data:`OBS_MEAN`) records the noise-free predictive mean E[y | x, W] of each draw -- the
+        class probabilities of a classifier, the location of a Gaussian, as the ArviZ export's
+        ``obs_mean`` -- shape ``sample_shape + (B, ...)``, so that ``Predictive`` and
+        ``az.from_pyro`` users get the latent function without the noise. It adds nothing to
+        the log density (``pyro.deterministic``).
+
         :param x: inputs, shape ``(B, ...)``.
         :param y: targets, shape ``(B, ...)``, or ``None`` to sample them.
         :param dataset_size: N for minibatch scaling (default: the likelihood's, else ``B``).
@@ -264,7 +296,8 @@ class BayesianModel:
         }
         sample_shape = sample_shape_of(weights, self.shapes)
         f = self.forward(weights, x, sample_shape=sample_shape)
-        return self.likelihood(f, y, dataset_size=dataset_size, sample_ndim=len(sample_shape))
+        with _NoiseFreeMean(self.likelihood):  # the "obs_mean" site, beside "obs"
+            return self.likelihood(f, y, dataset_size=dataset_size, sample_ndim=len(sample_shape))
 
     def prior_dists(self, params: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
         """``{parameter name: prior site distribution}``, rebuilt only when dtype/device change.
@@ -286,17 +319,24 @@ class BayesianModel:
         return {self.site_name(n): d for n, d in self.prior_dists().items()}
 
     @contextlib.contextmanager
-    def side_effect_free(self) -> Iterator[None]:
-        """Run a probe without consuming random numbers or changing the network's buffers.
+    def side_effect_free(self, training: bool | None = False) -> Iterator[None]:
+        """Run a probe without consuming random numbers or changing the network's buffers or
+        modes.
+
+        :param training: the mode the network runs in inside the block: ``False`` (evaluation
+            mode, as every probe of the package: dropout off, BatchNorm on its running
+            statistics), ``True`` (training mode) or ``None`` (as it is). Each module's own
+            mode is restored afterwards, also when the block raises.
 
         Example::
 
             >>> with model.side_effect_free():  # doctest: +SKIP
-            ...     model.net(x[:2])  # BatchNorm statistics and the RNG are left as they were
+            ...     model.net(x[:1])  # evaluation mode; BatchNorm statistics, modes and the RNG
+            ...                       # are left as they were
         """
         buffers = [(b, b.clone()) for b in self.net.buffers()]
         try:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), module_mode(self.net, training):
                 yield
         finally:
             with torch.no_grad():
@@ -306,15 +346,15 @@ class BayesianModel:
     def latent_shapes(self, x: torch.Tensor) -> dict[str, torch.Size]:
         """``{site: shape}`` of every latent site (weights, and e.g. a noise ``"precision"``).
 
-        Found once, by a side-effect-free prior run on ``x``'s first row, twice (the random
-        stream and the network's buffers are left as they were), then cached: the sites are
-        global.
+        Found once, by a side-effect-free prior run on ``x``'s first row, twice, in evaluation
+        mode (the random stream, the network's buffers and its modes are left as they were),
+        then cached: the sites are global.
 
         :param x: example inputs ``(N, ...)``.
         """
         if self._latent is None:
             with self.side_effect_free(), torch.no_grad(), poutine.block():
-                # two rows (training-mode BatchNorm needs more than one), from the first
+                # two copies of the first row (a module may need more than one in any mode)
                 trace = poutine.trace(self).get_trace(x[:1].expand(2, *x.shape[1:]))
             self._latent = {
                 name: torch.Size(site["value"].shape)  # type: ignore[union-attr]  # sampled
@@ -355,3 +395,41 @@ class BayesianModel:
             f"deterministic={len(self.deterministic_names)}, prior={self.prior!r}, "
             f"likelihood={self.likelihood!r})"
         )
+
+
+def _noise_free_mean(likelihood: Likelihood, fn: Distribution) -> torch.Tensor | None:
+    """E[y | x, W] of the observation site's distribution, as ``likelihood.prediction`` reads it
+    (without its checks on the closed forms: this runs in every traced step)."""
+    base = fn
+    while isinstance(base, Independent):
+        base = base.base_dist
+    if isinstance(base, (TorchCategorical, TorchBernoulli, DistillationCategorical)):
+        return base.probs
+    if isinstance(base, (TorchNormal, ExpectedNormal)):
+        return base.loc
+    try:  # any other family: its likelihood's own reading (generic: the family's mean)
+        return likelihood.prediction(fn).samples
+    except (ValueError, TypeError, NotImplementedError):  # e.g. NaN outputs: no site
+        return None
+
+
+class _NoiseFreeMean(Messenger):
+    """Emit the deterministic ``"obs_mean"`` site right after the ``"obs"`` site, under its
+    plates (batch shape ``sample_shape + (B,)``, as ``"obs"``)."""
+
+    def __init__(self, likelihood: Likelihood) -> None:
+        super().__init__()
+        self.likelihood = likelihood
+        self.fn: Distribution | None = None
+
+    def _pyro_sample(self, msg: Message) -> None:
+        if msg["name"] == OBS:
+            self.fn = cast(Distribution, msg["fn"])  # before outer handlers wrap it (masks)
+
+    def _pyro_post_sample(self, msg: Message) -> None:
+        if msg["name"] != OBS or self.fn is None:
+            return
+        fn, self.fn = self.fn, None
+        mean = _noise_free_mean(self.likelihood, fn)
+        if mean is not None:
+            pyro.deterministic(OBS_MEAN, mean, event_dim=mean.dim() - len(fn.batch_shape))

@@ -28,14 +28,98 @@ __all__ = [
     "BatchedForward",
     "broadcast_shapes",
     "cast_distribution",
+    "eval_mode",
     "INIT_KEY",
     "init_to_net",
+    "module_mode",
+    "MODES",
     "named_random_parameters",
+    "train_mode",
 ]
 
 #: Key of a sample site's ``infer`` dict under which the lifted parameter's current value is kept,
 #: so that guides can start at the network's weights (a pretrained net is a warm start).
 INIT_KEY = "pyro_bdl_init"
+
+
+#: The modes a fit can run the network in: ``{name: training flag}`` (``None``: as it is).
+MODES: dict[str, bool | None] = {"train": True, "eval": False, "keep": None}
+
+
+@contextlib.contextmanager
+def module_mode(net: nn.Module, training: bool | None) -> Iterator[nn.Module]:
+    """Run a block with ``net`` in training (``True``) or evaluation (``False``) mode.
+
+    On entry ``net.train(training)`` is called (so a module that overrides ``train()`` is
+    honoured); on exit every submodule's own ``training`` flag is set back to what it was,
+    also when the block raises, and also for modules the block itself switched. ``None``
+    leaves the modes as they are.
+
+    :param net: any module.
+    :param training: the mode of the block, or ``None``.
+    :return: a context manager yielding ``net``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_bdl.nn import module_mode
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+        >>> net[1].eval()  # a user's own per-module choice  # doctest: +ELLIPSIS
+        Dropout(...)
+        >>> with module_mode(net, True):
+        ...     net[1].training
+        True
+        >>> net.training, net[1].training  # restored module by module
+        (True, False)
+    """
+    if training is None:
+        yield net
+        return
+    saved = [(m, m.training) for m in net.modules()]
+    try:
+        net.train(training)
+        yield net
+    finally:
+        for module, flag in saved:
+            module.training = flag
+
+
+def eval_mode(net: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """Run a block with ``net`` in evaluation mode (dropout off, BatchNorm on its running
+    statistics, which it then leaves unchanged); each module's mode is restored afterwards.
+
+    ``BNN.predict`` and every probe of the package run under it.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_bdl.nn import eval_mode
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+        >>> with eval_mode(net):
+        ...     out = net(torch.randn(1, 3))  # one row: fine in evaluation mode
+        >>> net.training, float(net[1].num_batches_tracked)  # still training; stats untouched
+        (True, 0.0)
+    """
+    return module_mode(net, False)
+
+
+def train_mode(net: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """Run a block with ``net`` in training mode; each module's mode is restored afterwards.
+
+    ``BNN.fit`` runs under it by default (``mode="train"``).
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_bdl.nn import train_mode
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5)).eval()
+        >>> with train_mode(net):
+        ...     net[1].training
+        True
+        >>> net[1].training
+        False
+    """
+    return module_mode(net, True)
 
 
 def is_real_support(support: Any) -> bool:
@@ -348,11 +432,21 @@ class BatchedForward:
     plates add, are dropped). The output has shape ``sample_shape + net(*args).shape``.
 
     Modules whose operators have no ``vmap`` batching rule (``nn.GRU``, ``nn.LSTM``, BatchNorm in
-    training mode) are run with a Python loop over the draws instead; the choice is made once, on
-    the first batched call, and kept in :attr:`vectorized`. If the loop fails as well, its error is
-    raised: a real error is never hidden behind the fallback. A plain ``nn.Sequential`` of
-    ``nn.Linear`` layers and elementwise activations (no hooks, no dropout in training mode) is
-    run with batched matrix products instead of ``vmap`` (same outputs, less overhead per call).
+    training mode) are run with a Python loop over the draws instead; the choice is made on the
+    first batched call in each combination of the modules' train/eval flags (BatchNorm vectorises
+    in evaluation mode, not in training mode) and kept (:attr:`vectorized` is the choice for the
+    current modes). A failed ``vmap`` attempt leaves no trace: the network's buffers and the
+    random stream are restored before the loop runs, so the loop's draws and BatchNorm updates
+    are those of ``vectorize=False``. If the loop fails as well, its error is raised: a real
+    error is never hidden behind the fallback. A plain ``nn.Sequential`` of ``nn.Linear`` layers
+    and elementwise activations (no hooks, no dropout in training mode) is run with batched
+    matrix products instead of ``vmap`` (same outputs, less overhead per call).
+
+    The network runs in the mode its modules are in. In training mode a BatchNorm layer
+    updates its running statistics once per forward pass it runs: without sample dims as one
+    plain training forward does; under draws, once per draw (its input depends on the draws:
+    no ``vmap`` rule, the loop runs it with each draw's batch statistics) or once per call (its
+    input does not depend on them: ``vmap`` runs it once).
 
     :param net: the unchanged user network.
     :param vectorize: ``True`` (use vmap), ``False`` (loop) or ``"auto"``.
@@ -372,7 +466,10 @@ class BatchedForward:
         if vectorize not in (True, False, "auto"):
             raise ValueError(f"Expected vectorize in (True, False, 'auto'), but got {vectorize!r}.")
         self.net = net
-        self.vectorized: bool | None = None if vectorize == "auto" else bool(vectorize)
+        self._fixed: bool | None = None if vectorize == "auto" else bool(vectorize)
+        #: ``{modules' training flags: whether vmap works}``, decided on first use per mode
+        self._decided: dict[tuple[bool, ...], bool] = {}
+        self._modules = list(net.modules())
         self._shapes = {n: p.shape for n, p in net.named_parameters()}
         self._chain: _LinearChain | None = None
         self._workspaces: dict[int, dict[int, torch.Tensor]] = {}
@@ -422,8 +519,8 @@ class BatchedForward:
                 return functional_call(self.net, flat, args)
         if input_fns:
             chain = None  # per-example noise under a particle dim: vmap's random streams
-        if chain is not None and self.vectorized is None:
-            self.vectorized = True
+        if chain is not None and self._fixed is None:
+            self._decided.setdefault(self._mode_key(), True)
         num = sample_shape.numel()
         chunk = num if chunk_size is None else max(1, min(chunk_size, num))
         if chain is not None and not torch.is_grad_enabled():
@@ -460,17 +557,39 @@ class BatchedForward:
         # the named layers of a chain are its nn.Linear layers
         return sum(cast(nn.Linear, m).out_features for m, n in self._chain.layers if n is not None)
 
+    @property
+    def vectorized(self) -> bool | None:
+        """Whether batched calls use ``vmap`` (``True``) or a loop (``False``) in the modules'
+        current train/eval flags; ``None`` while not yet decided (``vectorize="auto"``)."""
+        if self._fixed is not None:
+            return self._fixed
+        return self._decided.get(self._mode_key())
+
+    def _mode_key(self) -> tuple[bool, ...]:
+        return tuple(m.training for m in self._modules)
+
     def _run(self, flat: dict[str, torch.Tensor], args: tuple) -> torch.Tensor:
-        if self.vectorized is None:
-            try:
-                out = self._vmap(flat, args)
-            except RuntimeError:
-                out = self._loop(flat, args)  # re-raises any error that is not vmap's
-                self.vectorized = False
-            else:
-                self.vectorized = True
-            return out
-        return self._vmap(flat, args) if self.vectorized else self._loop(flat, args)
+        if self._fixed is not None:
+            return self._vmap(flat, args) if self._fixed else self._loop(flat, args)
+        key = self._mode_key()
+        decided = self._decided.get(key)
+        if decided is not None:
+            return self._vmap(flat, args) if decided else self._loop(flat, args)
+        buffers = [(b, b.clone()) for b in self.net.buffers()]
+        rng = _rng_state(list(flat.values()) + [a for a in args if torch.is_tensor(a)])
+        try:
+            out = self._vmap(flat, args)
+        except RuntimeError:
+            # undo what the attempt did before failing (BatchNorm counts its batches first)
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
+            _set_rng_state(rng)
+            out = self._loop(flat, args)  # re-raises any error that is not vmap's
+            self._decided[key] = False
+        else:
+            self._decided[key] = True
+        return out
 
     def _vmap(self, flat: dict[str, torch.Tensor], args: tuple) -> torch.Tensor:
         def one(p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -486,6 +605,23 @@ class BatchedForward:
                 for s in range(num)
             ]
         )
+
+
+def _rng_state(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """The CPU random state and that of every CUDA device among ``tensors``."""
+    devices = {
+        t.device.index if t.device.index is not None else torch.cuda.current_device()
+        for t in tensors
+        if t.is_cuda
+    }
+    return torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices}
+
+
+def _set_rng_state(state: tuple[torch.Tensor, dict[int, torch.Tensor]]) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    for device, value in cuda.items():
+        torch.cuda.set_rng_state(value, device)
 
 
 def sample_shape_of(

@@ -3,8 +3,9 @@
 A prior is one method, :meth:`Prior.prior_dist`: the distribution of one named parameter. The base
 class owns the rest: which parameters are random (one ``include`` predicate), expanding the
 distribution to the parameter's shape, and moving it to the parameter's dtype and device.
-A prior may also be given as a distribution, a ``{name: dist}`` dict or a callable
-``(name, param) -> dist``; :func:`as_prior` turns each form into a :class:`Prior`.
+A prior may also be given as a distribution, a ``{name: dist}`` dict (an entry for every
+parameter, ``None`` for a deterministic one) or a callable ``(name, param) -> dist``;
+:func:`as_prior` turns each form into a :class:`Prior`.
 """
 
 from __future__ import annotations
@@ -276,33 +277,71 @@ class _RealMixture(dist.MixtureSameFamily):
 
 
 class DictPrior(Prior):
-    """A prior per parameter name; the names in the dict are the random parameters.
+    """A prior per parameter name: every parameter of the network needs an entry.
 
-    :param priors: ``{name: distribution}`` with names from ``net.named_parameters()``.
+    A key maps to a distribution (the parameter is random) or to ``None`` (it stays
+    deterministic and is learned as a point estimate). A parameter with no entry is an error
+    naming it, so that a typo or a forgotten layer never silently becomes a point estimate.
+    To make only the listed parameters random, say so: ``unlisted="deterministic"``, or restrict
+    the parameters considered with ``include=`` (here or in ``BNN(..., include=...)``).
 
-    Example::
+    :param priors: ``{name: distribution or None}`` with names from ``net.named_parameters()``.
+    :param include: predicate ``(name, param) -> bool`` of the parameters considered at all
+        (default: every one); the others are deterministic and need no entry.
+    :param unlisted: ``"error"`` (default): a considered parameter without an entry is an
+        error; ``"deterministic"``: it stays deterministic.
+
+    Example (a Bayesian last layer, three equivalent ways)::
 
         >>> import pyro.distributions as dist
         >>> import torch
         >>> from pyro_bdl.priors import DictPrior
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-        >>> prior = DictPrior({"0.weight": dist.Normal(0.0, 1.0)})
-        >>> [name for name, _ in prior.random_parameters(net)]
-        ['0.weight']
-    """
+        >>> normal = dist.Normal(0.0, 1.0)
+        >>> last = {"2.weight": normal, "2.bias": normal}
+        >>> [n for n, _ in DictPrior({**last, "0.weight": None, "0.bias": None})
+        ...  .random_parameters(net)]
+        ['2.weight', '2.bias']
+        >>> [n for n, _ in DictPrior(last, unlisted="deterministic").random_parameters(net)]
+        ['2.weight', '2.bias']
+        >>> [n for n, _ in DictPrior(last, include=lambda n, p: n.startswith("2."))
+        ...  .random_parameters(net)]
+        ['2.weight', '2.bias']
+        >>> DictPrior(last).random_parameters(net)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected a prior for every parameter of the network, but the {name: dist} dict has no entry for ['0.weight', '0.bias']. ...
+    """  # noqa: E501
 
-    def __init__(self, priors: Mapping[str, Distribution]) -> None:
+    def __init__(
+        self,
+        priors: Mapping[str, Distribution | None],
+        include: Include | None = None,
+        *,
+        unlisted: str = "error",
+    ) -> None:
         for k, v in priors.items():
-            if not isinstance(v, Distribution):
+            if v is not None and not isinstance(v, Distribution):
                 raise TypeError(
-                    f"Expected a Distribution for parameter {k!r}, but got {type(v).__name__}."
+                    f"Expected a Distribution (or None: deterministic) for parameter {k!r}, but "
+                    f"got {type(v).__name__}."
                 )
         if not priors:
             raise ValueError("Expected at least one {name: distribution} entry, but got {}.")
+        if unlisted not in ("error", "deterministic"):
+            raise ValueError(
+                f"Expected unlisted in ('error', 'deterministic'), but got {unlisted!r}."
+            )
         self.priors = dict(priors)
-        super().__init__(lambda name, param: name in self.priors)
+        self.unlisted = unlisted
+        super().__init__(include)
 
     def random_parameters(self, net: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        """The considered parameters whose entry is a distribution.
+
+        :raises ValueError: for a key that is no parameter of ``net``, a considered parameter
+            with no entry (with ``unlisted="error"``), or when no parameter is random.
+        """
         names = dict(net.named_parameters())
         unknown = [k for k in self.priors if k not in names]
         if unknown:
@@ -310,22 +349,49 @@ class DictPrior(Prior):
                 f"Expected prior keys among the network's parameter names {list(names)}, "
                 f"but got unknown name(s) {unknown}."
             )
-        return super().random_parameters(net)
+        considered = named_random_parameters(net, self.include)
+        missing = [n for n, _ in considered if n not in self.priors]
+        if missing and self.unlisted == "error":
+            raise ValueError(
+                "Expected a prior for every parameter of the network, but the {name: dist} dict "
+                f"has no entry for {missing}. Give each a distribution, or None to keep it "
+                "deterministic (a point estimate); or make only the listed parameters random "
+                "with DictPrior(priors, unlisted='deterministic') or "
+                "BNN(..., include=lambda name, p: name in priors)."
+            )
+        include = self.include
+        return named_random_parameters(
+            net,
+            lambda n, p: (include is None or include(n, p)) and self.priors.get(n) is not None,
+        )
 
     def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
-        return self.priors[name]
+        d = self.priors[name]
+        assert d is not None  # random_parameters selects only names with a distribution
+        return d
 
     def config(self) -> dict | None:
-        out = {k: distribution_config(v) for k, v in self.priors.items()}
-        return None if any(v is None for v in out.values()) else {"priors": out}
+        out = {k: None if v is None else distribution_config(v) for k, v in self.priors.items()}
+        if any(out[k] is None for k, v in self.priors.items() if v is not None):
+            return None
+        return {"priors": out, "unlisted": self.unlisted}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **context: Any) -> DictPrior:
-        """Rebuild from :meth:`config` (each distribution described as data)."""
-        return cls({k: distribution_from_config(v) for k, v in config["priors"].items()})
+        """Rebuild from :meth:`config` (each distribution described as data).
+
+        A config without ``"unlisted"`` (written before it existed, when parameters without an
+        entry were deterministic) is read with ``unlisted="deterministic"``.
+        """
+        priors = {
+            k: None if v is None else distribution_from_config(v)
+            for k, v in config["priors"].items()
+        }
+        return cls(priors, unlisted=str(config.get("unlisted", "deterministic")), **context)
 
     def __repr__(self) -> str:
-        return f"DictPrior({list(self.priors)})"
+        extra = "" if self.unlisted == "error" else f", unlisted={self.unlisted!r}"
+        return f"DictPrior({list(self.priors)}{extra})"
 
 
 class CallablePrior(Prior):
@@ -374,14 +440,15 @@ def prior_from_config(name: str, cfg: Mapping, include: Include | None = None) -
     return prior
 
 
-PriorLike = Prior | Distribution | Mapping[str, Distribution] | Callable
+PriorLike = Prior | Distribution | Mapping[str, Distribution | None] | Callable
 
 
 def as_prior(prior: PriorLike, include: Include | None = None) -> Prior:
     """Normalise the accepted prior forms into a :class:`Prior`.
 
-    :param prior: a :class:`Prior`, a scalar distribution (i.i.d. prior), a ``{name: dist}`` dict or
-        a callable ``(name, param) -> dist | None``.
+    :param prior: a :class:`Prior`, a scalar distribution (i.i.d. prior), a
+        ``{name: dist or None}`` dict (a :class:`DictPrior`: every parameter needs an entry,
+        ``None`` for a deterministic one) or a callable ``(name, param) -> dist | None``.
     :param include: optional predicate overriding which parameters are random.
 
     Example::

@@ -17,6 +17,13 @@ temporary name and renamed, so an interrupted save never leaves a half-written c
 state dict; a fit checkpoint adds ``"fit"`` (epoch, history, the optimiser state's skeleton)
 and the tensors ``optim/...`` and ``rng.torch``/``rng.shuffle``. Priors, likelihoods and
 guides are rebuilt from their configuration by name, among the package's known classes only.
+
+A hand-written guide (:class:`~pyro_bdl.guides.PyroGuide`) has no configuration: its code is
+not saved, and ``BNN.load`` needs it back (``guide=my_guide``). Its parameters live in Pyro's
+param store, not in the module: the file stores the unconstrained value of every ``pyro.param``
+the guide has used (``guide_params`` in the configuration names them; the tensors are
+``pyro_param/<name>``), and ``load`` runs the given guide once (creating its parameters, with
+their constraints) and overwrites them with the saved values, bitwise.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,7 +45,7 @@ from pyro.optim import PyroOptim
 from torch import nn
 
 from ._version import __version__
-from .guides import GuideLike, guide_config, guide_from_config
+from .guides import GuideLike, PyroGuide, guide_config, guide_from_config
 from .inference.state import FitState
 from .likelihoods import Likelihood, likelihood_from_config
 from .priors import Prior, PriorLike, prior_from_config
@@ -52,11 +59,13 @@ __all__ = [
     "PosteriorFile",
     "check_architecture",
     "component_config",
+    "load_posterior",
     "module_state",
     "read_checkpoint",
     "read_fit_state",
     "read_posterior",
     "rebuild_components",
+    "save_posterior",
     "write_checkpoint",
     "write_fit_state",
 ]
@@ -174,6 +183,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
 # ================================================================================ layouts
 #: Tensor-name prefixes of the optimiser and RNG state in a fit checkpoint.
 FIT_STATE_KEYS = ("optim/", "rng.")
+#: Tensor-name prefix of a hand-written guide's parameters (``pyro_param/<param-store name>``).
+GUIDE_PARAM_KEY = "pyro_param/"
 
 
 def component_config(obj: Any) -> dict[str, Any] | None:
@@ -199,6 +210,88 @@ def read_posterior(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, t
     if not isinstance(cfg, dict) or not isinstance(cfg.get("random_names"), list):
         raise CheckpointError(f"Expected a BNN checkpoint, but {str(path)!r} holds another kind.")
     return config, tensors
+
+
+def _posterior_types() -> dict[str, Any]:
+    """The posterior classes a file may name: ``SamplesPosterior`` and ``pyro_bdl.posteriors``."""
+    from . import posteriors
+    from .inference.posterior import SamplesPosterior
+
+    found: dict[str, Any] = {"SamplesPosterior": SamplesPosterior}
+    for name in posteriors.__all__:
+        obj = getattr(posteriors, name)
+        if isinstance(obj, type) and hasattr(obj, "from_state"):
+            found[obj.__name__] = obj
+    return found
+
+
+def save_posterior(posterior: Any, path: str | os.PathLike) -> Path:
+    """Write a posterior that is not a guide (ensemble, Laplace, SWAG, MCMC draws) to ``path``.
+
+    The file holds the posterior's ``to_state()`` — plain data and named tensors, in the format
+    above, under the key ``"posterior"`` — not the network: save the :class:`~pyro_bdl.BNN`
+    with its own :meth:`~pyro_bdl.BNN.save` (a Laplace posterior is centred on its weights).
+
+    :param posterior: any object with ``to_state() -> (config, tensors)`` and a class method
+        ``from_state(config, tensors, bnn)``: a :class:`~pyro_bdl.inference.SamplesPosterior` or
+        a type of :mod:`pyro_bdl.posteriors`.
+    :param path: destination file.
+    :return: the path written.
+    :raises TypeError: for an object without ``to_state``.
+
+    Example::
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from pyro_bdl.inference import SamplesPosterior
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> post = SamplesPosterior({"w": torch.ones(3, 2)})
+        >>> path = save_posterior(post, Path(tmp.name) / "p.pt")
+        >>> load_posterior(path).samples["w"].shape
+        torch.Size([3, 2])
+        >>> tmp.cleanup()
+    """
+    to_state = getattr(posterior, "to_state", None)
+    if not callable(to_state):
+        raise TypeError(
+            "Expected a posterior with to_state() (a SamplesPosterior or a pyro_bdl.posteriors "
+            f"type), but got {type(posterior).__name__}; a fitted guide is saved with bnn.save."
+        )
+    config, tensors = to_state()
+    clash = [k for k in tensors if not isinstance(k, str)]
+    if clash:
+        raise TypeError(f"Expected tensor names as str, but got {clash}.")
+    meta = {"posterior": dict(config), "pyro_bdl_version": __version__}
+    return write_checkpoint(path, meta, dict(tensors))
+
+
+def load_posterior(path: str | os.PathLike, bnn: Any = None) -> Any:
+    """Read a posterior written by :func:`save_posterior`, for ``bnn`` (the same model).
+
+    Only the package's own posterior classes are rebuilt (by the name in the file); nothing in
+    the file is executed.
+
+    :param path: a file written by :func:`save_posterior`.
+    :param bnn: the :class:`~pyro_bdl.BNN` the posterior belongs to (required by the types that
+        need the model, e.g. Laplace; optional for ``SamplesPosterior``, where it checks the sites).
+    :raises CheckpointError: for a file that is not ours or holds no posterior.
+    :raises ValueError: for a posterior type this version does not know.
+    """
+    config, tensors = read_checkpoint(path)
+    state = config.get("posterior")
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"Expected a posterior file (written by save_posterior), but {path} holds "
+            f"{sorted(config)}; a BNN file is read with BNN.load."
+        )
+    types = _posterior_types()
+    cls = types.get(str(state.get("type")))
+    if cls is None:
+        raise ValueError(
+            f"Expected a posterior type among {sorted(types)}, but the file names "
+            f"{state.get('type')!r}; it was written by pyro_bdl {config.get('pyro_bdl_version')}."
+        )
+    return cls.from_state(state, tensors, bnn)
 
 
 def check_architecture(net: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
@@ -276,14 +369,36 @@ def rebuild_components(
     )
     if guide is None:
         if cfg.get("guide") is None:
-            raise ValueError("The saved guide was custom: pass guide= to BNN.load.")
+            kind = "hand-written" if cfg.get("guide_params") is not None else "custom"
+            raise ValueError(
+                f"The saved guide was {kind} (its code is not saved, only its parameters): "
+                "pass the same guide to BNN.load(path, net, guide=my_guide)."
+            )
         guide = guide_from_config(cfg["guide"])
     return built_prior, built_likelihood, guide, include
 
 
 def module_state(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The module part of a checkpoint's tensors (not a fit's optimiser or RNG state)."""
-    return {k: v for k, v in tensors.items() if not k.startswith(FIT_STATE_KEYS)}
+    """The module part of a checkpoint's tensors (not a fit's optimiser or RNG state, not a
+    hand-written guide's parameters)."""
+    return {
+        k: v
+        for k, v in tensors.items()
+        if not k.startswith(FIT_STATE_KEYS) and not k.startswith(GUIDE_PARAM_KEY)
+    }
+
+
+def guide_params(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A hand-written guide's parameters in a checkpoint's tensors: ``{param-store name: value}``.
+
+    Example::
+
+        >>> guide_params({"net.weight": torch.zeros(1), "pyro_param/q.loc": torch.ones(1)})
+        {'q.loc': tensor([1.])}
+    """
+    return {
+        k[len(GUIDE_PARAM_KEY) :]: v for k, v in tensors.items() if k.startswith(GUIDE_PARAM_KEY)
+    }
 
 
 def flatten_state(obj: Any, path: str) -> tuple[dict[str, torch.Tensor], Any]:
@@ -343,7 +458,8 @@ def write_fit_state(
         >>> write_fit_state("fit.pt", {"bnn": cfg}, bnn.state_dict(), optim, "BNN0.", state)
         ... # doctest: +SKIP
     """
-    optim_state = {k.removeprefix(owner): v for k, v in optim.get_state().items()}
+    raw = optim.get_state()
+    optim_state = {k.removeprefix(owner): v for k, v in raw.items()}
     flat, optim_plain = flatten_state(optim_state, "optim")
     tensors = dict(module)
     tensors.update(flat)
@@ -351,6 +467,9 @@ def write_fit_state(
     tensors["rng.shuffle"] = state.generator.get_state()
     history = {k: v for k, v in vars(state.history).items() if isinstance(v, list)}
     fit = {"epoch": state.epoch, "history": history, "optim": optim_plain}
+    foreign = sorted(k for k in raw if not k.startswith(owner))  # a hand-written guide's
+    if foreign:
+        fit["optim_foreign"] = foreign
     return write_checkpoint(path, {**config, "fit": fit}, tensors)
 
 
@@ -384,9 +503,13 @@ def read_fit_state(
         rng_shuffle=tensors["rng.shuffle"],
         epoch=int(fit["epoch"]),
         history={str(k): list(v) for k, v in fit["history"].items()},
+        guide_params=guide_params(tensors),
     )
     if optim is not None:
-        optim.set_state({owner + k: v for k, v in saved.optim_state.items()})
+        foreign = set(fit.get("optim_foreign", []))  # param-store names not under the owner
+        optim.set_state(
+            {(k if k in foreign else owner + k): v for k, v in saved.optim_state.items()}
+        )
     if state is not None:
         torch.set_rng_state(saved.rng_torch)
         state.generator.set_state(saved.rng_shuffle)
@@ -407,6 +530,7 @@ class FitCheckpoint:
     :ivar rng_shuffle: the minibatch-order generator's state.
     :ivar epoch: epochs completed.
     :ivar history: the ``FitResult`` lists so far.
+    :ivar guide_params: a hand-written guide's parameters ``{param-store name: unconstrained}``.
     """
 
     config: dict[str, Any]
@@ -416,6 +540,7 @@ class FitCheckpoint:
     rng_shuffle: torch.Tensor
     epoch: int
     history: dict[str, list[float]]
+    guide_params: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 # ================================================================================ BNN files
@@ -447,8 +572,17 @@ class PosteriorFile:
 
         def ensure_guide(self, x: torch.Tensor) -> None: ...
 
+        def mark_fitted(self) -> None: ...
+
     def _config(self) -> dict[str, Any]:
-        return {
+        guide = self.guide
+        shape = self.input_shape
+        if isinstance(guide, PyroGuide):
+            initialized = guide.ran
+            shape = guide.input_shape if shape is None else shape
+        else:
+            initialized = getattr(guide, "prototype_trace", None) is not None
+        config = {
             "pyro_bdl_version": __version__,
             "net_class": type(self._net).__qualname__,
             "prefix": self.prefix,
@@ -456,14 +590,27 @@ class PosteriorFile:
             "prior": component_config(self.prior),
             "likelihood": component_config(self.likelihood),
             "guide": guide_config(self.guide_spec),
-            "guide_initialized": getattr(self.guide, "prototype_trace", None) is not None,
-            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "guide_initialized": initialized,
+            "input_shape": None if shape is None else list(shape),
         }
+        if isinstance(guide, PyroGuide):
+            config["guide_params"] = list(guide.param_names)
+        return config
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """The module's state dict, and a hand-written guide's parameters."""
+        tensors = dict(self.state_dict())
+        if isinstance(self.guide, PyroGuide):
+            params = self.guide.unconstrained_params()
+            tensors.update({GUIDE_PARAM_KEY + k: v.detach() for k, v in params.items()})
+        return tensors
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted posterior: prior, likelihood and guide configuration, every parameter.
 
         The file is plain data (see :mod:`pyro_bdl.serialization`): loading it never runs code.
+        For a hand-written guide (:class:`~pyro_bdl.guides.PyroGuide`) it holds the values of
+        every ``pyro.param`` the guide has used, not its code: :meth:`load` needs the guide.
 
         :param path: destination file.
         :return: the path written.
@@ -486,12 +633,19 @@ class PosteriorFile:
             True
             >>> folder.cleanup()
         """
-        if not callable(getattr(self.guide, "state_dict", None)):
+        guide = self.guide
+        if not (isinstance(guide, PyroGuide) or callable(getattr(guide, "state_dict", None))):
             raise TypeError(
-                "Expected a guide that is an nn.Module (an AutoGuide) to save its parameters, "
-                f"but got {type(self.guide).__name__}."
+                "Expected a guide that is an nn.Module (an AutoGuide) or a PyroGuide to save its "
+                f"parameters, but got {type(guide).__name__}."
             )
-        return write_checkpoint(path, {"bnn": self._config()}, dict(self.state_dict()))
+        config = self._config()
+        if isinstance(guide, PyroGuide) and guide.param_names and config["input_shape"] is None:
+            raise ValueError(  # load reruns the guide to create its parameters
+                "Expected the input shape the guide was run on, but it is unknown: call "
+                "bnn.predict or bnn.fit once before saving."
+            )
+        return write_checkpoint(path, {"bnn": config}, self._tensors())
 
     @classmethod
     def load(
@@ -508,14 +662,19 @@ class PosteriorFile:
 
         Built-in priors, likelihoods and guides are rebuilt from the file's configuration; pass
         ``prior``/``likelihood``/``guide`` for custom ones (the file names which). The network's
-        parameters are overwritten with the saved ones.
+        parameters are overwritten with the saved ones. A hand-written guide must be passed
+        again (``guide=my_guide``): it is run once, on zeros of the saved input shape, to create
+        its parameters in Pyro's param store, which are then overwritten with the saved values
+        (so a BNN sharing those parameter names sees them too). The loaded BNN counts as
+        fitted.
 
         :param path: a file written by :meth:`save`.
         :param net: the network to load into.
         :return: the loaded BNN; with the same seed it predicts bitwise-identically.
         :raises CheckpointError: for a corrupted file, another format version, or non-plain data.
         :raises ValueError: if ``net`` does not match the saved architecture (the mismatched
-            parameter is named).
+            parameter is named), or a hand-written guide was saved and ``guide=`` is missing or
+            does not create the saved parameters.
 
         Example::
 
@@ -538,28 +697,40 @@ class PosteriorFile:
                 f"Expected the prior to make {random} random, as saved, but it makes "
                 f"{bnn.random_names} random."
             )
+        saved_params = guide_params(tensors)
+        if saved_params and not isinstance(bnn.guide, PyroGuide):
+            raise ValueError(
+                f"Expected the hand-written guide the posterior was saved with (it has the "
+                f"parameters {sorted(saved_params)}), but got {type(bnn.guide).__name__}: pass "
+                "BNN.load(path, net, guide=my_guide)."
+            )
         if cfg.get("guide_initialized"):
-            dtype = next(net.parameters()).dtype
-            bnn.ensure_guide(torch.zeros((1, *cfg["input_shape"]), dtype=dtype))
+            param = next(net.parameters())
+            zeros = torch.zeros((1, *cfg["input_shape"]), dtype=param.dtype, device=param.device)
+            bnn.ensure_guide(zeros)
             bnn.input_shape = tuple(cfg["input_shape"])
         bnn._load_module_state(tensors)
+        bnn.mark_fitted()
         return bnn
 
     def _load_module_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Load the module part of a checkpoint (not the optimiser or RNG state of a fit)."""
+        """Load the module part of a checkpoint (not the optimiser or RNG state of a fit), and a
+        hand-written guide's parameters."""
         missing, unexpected = self.load_state_dict(module_state(tensors), strict=False)
         if missing or unexpected:
             raise CheckpointError(
                 f"The checkpoint does not fit this model: missing {sorted(missing)}, unexpected "
                 f"{sorted(unexpected)}."
             )
+        if isinstance(self.guide, PyroGuide):
+            self.guide.load_params(guide_params(tensors))
 
     def _write_fit_checkpoint(
         self, path: str | os.PathLike | None, state: FitState, optim: pyro.optim.PyroOptim
     ) -> None:
         assert path is not None  # checked with checkpoint_every
-        config, module = {"bnn": self._config()}, dict(self.state_dict())
-        write_fit_state(path, config, module, optim, f"{self.name}.", state)
+        config, tensors = {"bnn": self._config()}, self._tensors()
+        write_fit_state(path, config, tensors, optim, f"{self.name}.", state)
 
     def _resume(
         self,
@@ -569,4 +740,7 @@ class PosteriorFile:
         example: torch.Tensor,
     ) -> None:
         self.ensure_guide(example)  # a lazy guide has its parameters before they are loaded
-        self._load_module_state(read_fit_state(path, optim, f"{self.name}.", state).module)
+        saved = read_fit_state(path, optim, f"{self.name}.", state)
+        self._load_module_state(
+            {**saved.module, **{GUIDE_PARAM_KEY + k: v for k, v in saved.guide_params.items()}}
+        )

@@ -8,6 +8,7 @@ between posterior draws); :class:`Prediction` wraps the draws returned by ``BNN.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -555,6 +556,10 @@ class Prediction:
     :raises TypeError: If ``samples``/``scale``/``outputs``/``dist`` have the wrong type.
     :raises ValueError: If ``kind`` is unknown, shapes are wrong or values invalid.
 
+    ``pred[index]`` (an int, a slice, a boolean mask or integer positions over the N points) is
+    the prediction at those points, every field indexed: its ``mean``, ``decompose()``,
+    ``interval()`` and ``log_prob`` are those of the full prediction at the same points.
+
     The predictive density of an observation is the mixture
 
     .. math::
@@ -588,6 +593,9 @@ class Prediction:
         self.mc_draws = mc_draws
         self.seed = seed
         self._variances: Tensor | None = None
+        # generic kind, indexed: (the unindexed dists, the positions kept) -- its Monte-Carlo
+        # draws are those of the unindexed prediction, indexed, so indexing commutes with them
+        self._mc_source: tuple[tuple[Distribution, ...], Tensor] | None = None
         if kind == "generic":
             self.dists, samples, self._variances = _generic_moments(
                 samples, scale, dist, mc_draws, seed
@@ -712,6 +720,38 @@ class Prediction:
         """Number of posterior draws ``S``."""
         return self.samples.shape[0]
 
+    def __getitem__(
+        self, index: int | slice | Tensor | Sequence[int] | Sequence[bool]
+    ) -> Prediction:
+        """The prediction at some of the data points: every per-draw field indexed along N.
+
+        ``samples``, ``scale``, ``outputs`` (when it has the data dim) and, for the generic
+        kind, the per-draw distributions and moments are indexed along their data dimension
+        (dim 1); the kind, ``mc_draws`` and ``seed`` are kept. So ``pred[i].mean``,
+        ``pred[i].decompose()``, ``pred[i].interval()``, ``pred[i].log_prob(y[i])`` equal
+        the full prediction's results at ``i`` (the generic kind's Monte-Carlo draws are the
+        full prediction's draws at ``i``; a Gaussian interval agrees to the bisection's
+        tolerance, about ``1e-12`` relative).
+
+        :param index: an int (one point; the data dim is kept, N = 1), a slice, a boolean mask of
+            length N, or integer positions (a list, an integer tensor or array) over the N points.
+        :returns: a :class:`Prediction` of the same kind over the selected points, in order.
+        :raises IndexError: for a position out of range or a mask of another length.
+        :raises TypeError: for another kind of index (a tuple, a float).
+        :raises ValueError: for an index that selects no point.
+
+        Example::
+
+            >>> import torch
+            >>> pred = Prediction("gaussian", samples=torch.randn(50, 8), scale=torch.ones(50, 8))
+            >>> part = pred[2:5]
+            >>> part, torch.allclose(part.mean, pred.mean[2:5])
+            (Prediction(kind='gaussian', num_samples=50, num_data=3, shape=(50, 3)), True)
+            >>> pred[pred.mean > 0].kind, pred[0].samples.shape  # a mask; one point
+            ('gaussian', torch.Size([50, 1]))
+        """
+        return _indexed(self, _positions(index, self.samples.shape[1], self.samples.device))
+
     @property
     def mean(self) -> Tensor:
         r"""Predictive mean :math:`\frac1S\sum_s \theta_s`: probabilities ``(N, C)`` / ``(N, ...)``
@@ -832,8 +872,11 @@ class Prediction:
 
     def _sorted_mixture_draws(self) -> Tensor:
         """``S * mc_draws`` seeded draws of the mixture, sorted along dim 0 (generic kind)."""
+        dists = self.dists if self._mc_source is None else self._mc_source[0]
         with _seeded(self.seed):
-            draws = torch.cat([_as_float(d.sample((self.mc_draws,))) for d in self.dists], 1)
+            draws = torch.cat([_as_float(d.sample((self.mc_draws,))) for d in dists], 1)
+        if self._mc_source is not None:
+            draws = draws[:, :, self._mc_source[1]]
         return draws.reshape((-1,) + draws.shape[2:]).sort(0).values
 
     def quantile(self, q: float) -> Tensor:
@@ -908,7 +951,7 @@ class Prediction:
         if self.kind == "generic":
             if generator is None:
                 return torch.cat([d.sample() for d in self.dists])
-            seed = int(torch.randint(2**62, (1,), generator=generator))
+            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
             with _seeded(seed):
                 return torch.cat([d.sample() for d in self.dists])
         if self.kind == "categorical":
@@ -1014,3 +1057,83 @@ def _concatenated(cls: type[Prediction], parts: Sequence[Prediction]) -> Predict
     scale = None if scales[0] is None else torch.cat(cast(list[Tensor], scales))
     samples = torch.cat([p.samples for p in parts])
     return cls(first.kind, samples=samples, scale=scale, outputs=outputs)
+
+
+def _positions(index: object, n: int, device: torch.device) -> Tensor:
+    """A 1-D tensor of the positions (in ``[0, n)``) that ``index`` selects of ``n`` points."""
+    expected = (
+        f"an int, a slice, a boolean mask of length {n} or integer positions in [-{n}, {n}) "
+        "over the data points"
+    )
+    if isinstance(index, (tuple, bool)) or index is None or index is Ellipsis:
+        raise TypeError(
+            f"Expected {expected}, got {index!r}. A Prediction is indexed over its data points "
+            "only; index the draws through pred.samples."
+        )
+    try:
+        positions = torch.arange(n, device=device)[index]  # type: ignore[index]
+    except IndexError as e:
+        raise IndexError(f"Expected {expected}, got {_describe_index(index)}: {e}") from e
+    except (TypeError, RuntimeError, ValueError) as e:
+        raise TypeError(f"Expected {expected}, got {_describe_index(index)}: {e}") from e
+    if positions.dim() > 1:
+        raise TypeError(f"Expected {expected}, got a {positions.dim()}-D index.")
+    positions = positions.reshape(-1)
+    if positions.numel() == 0:
+        raise ValueError(
+            f"Expected an index that selects at least one of the {n} data points, got "
+            f"{_describe_index(index)}, which selects none."
+        )
+    return positions
+
+
+def _describe_index(index: object) -> str:
+    if isinstance(index, Tensor):
+        return f"a tensor of dtype {index.dtype} and shape {tuple(index.shape)}"
+    return repr(index) if len(repr(index)) <= 60 else f"a {type(index).__name__}"
+
+
+def _indexed(pred: Prediction, positions: Tensor) -> Prediction:
+    """:meth:`Prediction.__getitem__`'s work: a shallow copy with every per-point field indexed."""
+    n = pred.samples.shape[1]
+    out = copy.copy(pred)
+    out.samples = pred.samples[:, positions]
+    out.scale = None if pred.scale is None else pred.scale[:, positions]
+    if pred.outputs is not None:
+        if pred.outputs.dim() < 2 or pred.outputs.shape[1] != n:
+            raise ValueError(
+                f"Expected outputs of shape (S, N, ...) with N = {n} to index them with the "
+                f"prediction, got shape {tuple(pred.outputs.shape)}; drop them with "
+                "pred.outputs = None first."
+            )
+        out.outputs = pred.outputs[:, positions]
+    if pred.kind == "generic":
+        assert pred._variances is not None  # a generic prediction has its moments
+        out._variances = pred._variances[:, positions]
+        out.dists = tuple(_indexed_dist(d, positions) for d in pred.dists)
+        source, kept = pred._mc_source or (pred.dists, None)
+        out._mc_source = (source, positions if kept is None else kept[positions])
+    return out
+
+
+def _indexed_dist(d: Distribution, positions: Tensor) -> Distribution:
+    """``d`` (batch shape ``(S, N, ...)``) at some of its N points: the same family, rebuilt from
+    its parameters (``arg_constraints``) broadcast to the batch shape and indexed along dim 1."""
+    if isinstance(d, Independent):
+        base = _indexed_dist(d.base_dist, positions)
+        return Independent(base, d.reinterpreted_batch_ndims)
+    try:
+        full = d.expand(d.batch_shape)
+        if type(full) is not type(d):
+            raise TypeError(f"{type(d).__name__}.expand returned a {type(full).__name__}")
+        names = list(d.arg_constraints)
+        if {"probs", "logits"} <= set(names):  # one of the two, as the family was built
+            names.remove("logits" if "probs" in full.__dict__ else "probs")
+        params = {name: getattr(full, name)[:, positions] for name in names}
+        return type(d)(**params)
+    except (TypeError, ValueError, AttributeError, IndexError, NotImplementedError) as e:
+        raise ValueError(
+            f"Expected a per-draw distribution that can be rebuilt from its parameters "
+            f"(arg_constraints) to index a generic Prediction, but {type(d).__name__} cannot "
+            f"({e}). Index the per-draw moments instead: pred.samples[:, index]."
+        ) from e

@@ -45,3 +45,15 @@ def _float64_and_clean_state():
     yield
     pyro.clear_param_store()
     torch.set_default_dtype(dtype)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request) -> torch.device:
+    """The devices to run a test on: the CPU always, CUDA (marked ``cuda``) where torch sees one.
+
+    A GPU cannot be installed, so the CUDA case skips on machines without one, CI included
+    (state in a closing note which machine ran it); ``pytest -m cuda`` runs only the CUDA cases.
+    """
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device; torch.cuda.is_available() is False on this machine")
+    return torch.device(request.param)

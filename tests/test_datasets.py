@@ -95,7 +95,8 @@ def test_toy_regression_options():
         ({"gap": (0.3, -0.3)}, ValueError, r"Expected gap = \(low, high\) with finite low < high"),
         ({"domain": (1.0,)}, ValueError, r"Expected domain to be a pair"),
         ({"dtype": torch.int64}, ValueError, r"floating point torch dtype.*got torch.int64"),
-        ({"seed": -1}, ValueError, r"Expected seed >= 0, got -1"),
+        ({"seed": -1}, ValueError, r"Expected seed to be an int in \[0, 2\*\*32\), but got -1"),
+        ({"seed": 1.0}, TypeError, r"Expected seed to be an int in \[0, 2\*\*32\), but got 1.0"),
     ],
 )
 def test_toy_regression_validation(kwargs, error, match):
@@ -261,7 +262,7 @@ def test_read_idx_errors(tmp_path):
 @pytest.mark.parametrize("compress", [False, True])
 def test_load_fashion_mnist_from_idx(tmp_path, compress):
     images, labels = fake_fashion(tmp_path, "t10k", 6, compress)
-    x, y = load_fashion_mnist("test", root=tmp_path)
+    x, y = load_fashion_mnist("test", root=tmp_path, dtype=torch.float32)
     assert x.shape == (6, 784) and x.dtype == torch.float32
     assert y.shape == (6,) and y.dtype == torch.long
     expected = torch.from_numpy(images.reshape(6, 784).astype(np.float32)) / 255
@@ -327,7 +328,7 @@ def test_load_uci_from_folder(tmp_path, monkeypatch):
     write_uci(tmp_path / "toy", data, features=[0, 2], target=[1], n_hidden=7, n_epochs=3)
     for source in (
         load_uci("toy", data_dir=tmp_path),
-        load_uci(tmp_path / "toy"),
+        load_uci(tmp_path / "toy", dtype=torch.float64),
         load_uci(str(tmp_path / "toy")),
     ):
         assert source.name == "toy" and len(source) == 10
@@ -410,8 +411,11 @@ def test_uci_splits_arguments():
         uci_splits(4)
     with pytest.raises(ValueError, match=r"Expected num_splits >= 1, got 0"):
         uci_splits(10, num_splits=0)
-    with pytest.raises(ValueError, match=r"Expected seed in \[0, 4294967295\], got -1"):
+    with pytest.raises(
+        ValueError, match=r"Expected seed to be an int in \[0, 2\*\*32\), but got -1"
+    ):
         uci_splits(10, seed=-1)
+    assert uci_splits(10, seed=np.int64(2))[0][1].tolist() == uci_splits(10, seed=2)[0][1].tolist()
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,3 +456,39 @@ def test_standardize_validation():
         standardize(np.zeros((0, 2)))
     with pytest.raises(TypeError, match=r"torch.Tensor or numpy.ndarray, got list"):
         standardize([1.0, 2.0])
+
+
+# --------------------------------------------------------------------------------------------
+# the default dtype
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("default", [torch.float32, torch.float64])
+def test_every_loader_defaults_to_torchs_default_dtype(tmp_path, default):
+    """The data take what a new ``nn.Module`` has, so they fit it without ``dtype=``."""
+    torch.set_default_dtype(default)  # the conftest fixture restores float64 afterwards
+    assert torch.nn.Linear(1, 1).weight.dtype == default
+    fake_fashion(tmp_path, "t10k", 3, compress=False)
+    write_uci(tmp_path / "toy", np.arange(12.0).reshape(4, 3) / 7, [0, 1], [2])
+    x_toy, y_toy, _ = toy_regression(20, seed=0)
+    x_lin, y_lin = linear_toy(20, seed=0)
+    digits = load_digits(held_out_classes=(9,), seed=0)
+    x_fashion, y_fashion = load_fashion_mnist("test", root=tmp_path)
+    uci = load_uci(tmp_path / "toy")
+    floating = [x_toy, y_toy, x_lin, y_lin, digits.x_train, digits.x_test, digits.x_ood]
+    floating += [x_fashion, uci.x, uci.y]
+    assert [t.dtype for t in floating] == [default] * len(floating)
+    assert digits.y_train.dtype == y_fashion.dtype == torch.long
+    # the values are those of the explicit dtype: the default only picks it
+    assert torch.equal(x_toy, toy_regression(20, seed=0, dtype=default).x)
+    assert torch.equal(x_lin, linear_toy(20, seed=0, dtype=default)[0])
+    # and a default-dtype network takes them as they are
+    torch.nn.Linear(1, 1)(x_toy)
+
+
+def test_dataset_seeds_follow_the_one_seed_rule():
+    for bad, error in ((-1, ValueError), (2**32, ValueError), (1.0, TypeError), ("0", TypeError)):
+        with pytest.raises(error, match=r"Expected seed to be an int in \[0, 2\*\*32\)"):
+            linear_toy(5, seed=bad)
+    assert torch.equal(linear_toy(5, seed=np.int64(3))[0], linear_toy(5, seed=3)[0])
+    assert torch.equal(toy_regression(5, seed=2**32 - 1).x, toy_regression(5, seed=2**32 - 1).x)

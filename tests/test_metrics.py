@@ -224,8 +224,10 @@ def test_metrics_reject_bad_options_and_kinds():
         accuracy(gauss, torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="reduction 'mean', 'sum' or 'none'"):
         nll(PROBS, Y, reduction="max")
-    with pytest.raises(ValueError, match="n_bins to be a positive integer"):
+    with pytest.raises(ValueError, match="n_bins to be a positive int, but got 0"):
         ece(PROBS, Y, n_bins=0)
+    with pytest.raises(ValueError, match="n_bins to be a positive int, but got True"):
+        ece(PROBS, Y, n_bins=True)
     with pytest.raises(ValueError, match="strategy 'uniform' or 'quantile'"):
         ece(PROBS, Y, strategy="kmeans")
     with pytest.raises(ValueError, match="kind 'gaussian'"):
@@ -257,3 +259,61 @@ def test_regression_metrics_reject_bad_input():
         ood_auroc(torch.zeros(3), torch.tensor([float("nan")]))
     with pytest.raises(ValueError, match="at least one score in score_in"):
         ood_auroc(torch.zeros(0), torch.zeros(3))
+
+
+# ------------------------------------------------------------------ targets as fit takes them
+
+
+def _regression_case():
+    gen = torch.Generator().manual_seed(4)
+    loc = torch.randn(6, 5, generator=gen, dtype=DTYPE)
+    scale = 0.5 + torch.rand(6, 5, generator=gen, dtype=DTYPE)
+    y = torch.randn(5, generator=gen, dtype=DTYPE)
+    return loc, scale, y
+
+
+def test_single_output_regression_targets_of_shape_n_by_1_score_as_shape_n():
+    """``fit`` takes y of shape (N, 1) for a one-output network, whose predictions are (S, N):
+    every regression metric scores such y exactly as its (N,) column."""
+    loc, scale, y = _regression_case()
+    pred = Prediction("gaussian", samples=loc, scale=scale)
+    column = y[:, None]
+    assert column.shape == (5, 1)
+    assert rmse(loc, column) == rmse(loc, y)
+    assert rmse(pred, column) == rmse(pred, y)
+    assert gaussian_test_ll(loc, column, tau=2.0) == gaussian_test_ll(loc, y, tau=2.0)
+    assert gaussian_test_ll(pred, column) == gaussian_test_ll(pred, y)
+    assert coverage(pred, column, level=0.8) == coverage(pred, y, level=0.8)
+    torch.testing.assert_close(nll(pred, column, "none"), nll(pred, y, "none"), rtol=0, atol=0)
+    # the value itself, against a direct computation (a column is not silently broadcast)
+    expected = math.sqrt(float(((loc.mean(0) - y) ** 2).mean()))
+    assert rmse(loc, column) == pytest.approx(expected, rel=1e-12)
+    # a trailing dim that is not a single output is still refused
+    with pytest.raises(ValueError, match=r"y of shape \(5,\).*got shape \(5, 2\)"):
+        rmse(loc, torch.zeros(5, 2, dtype=DTYPE))
+
+
+def test_metrics_take_numpy_lists_and_pandas_targets():
+    pd = pytest.importorskip("pandas")  # optional: installed with ArviZ / xarray
+    loc, scale, y = _regression_case()
+    for target in (y.numpy(), y.tolist(), pd.Series(y.numpy()), y.numpy()[:, None]):
+        assert rmse(loc, target) == rmse(loc, y)
+        assert gaussian_test_ll(loc, target, tau=2.0) == gaussian_test_ll(loc, y, tau=2.0)
+    pred = Prediction("gaussian", samples=loc, scale=scale)
+    assert coverage(pred, y.numpy(), level=0.8) == coverage(pred, y, level=0.8)
+    assert nll(pred, y.tolist()) == nll(pred, y)
+    lower, upper = pred.interval(0.8)
+    assert coverage(lower, upper, y.numpy()) == coverage(lower, upper, y)
+    # float32 draws: a float64 numpy target takes the draws' dtype
+    assert rmse(loc.float(), y.numpy()) == rmse(loc.float(), y.float())
+    # class labels: numpy integers of any width and lists are integer labels
+    for labels in (Y.numpy(), Y.numpy().astype(np.int32), Y.tolist(), pd.Series(Y.numpy())):
+        assert accuracy(PROBS, labels) == accuracy(PROBS, Y)
+        assert nll(PROBS, labels) == nll(PROBS, Y)
+        assert brier(PROBS, labels) == brier(PROBS, Y)
+        assert ece(PROBS, labels, n_bins=np.int64(3)).ece == ece(PROBS, Y, n_bins=3).ece
+    # float labels are refused as a float tensor is
+    with pytest.raises(TypeError, match="integer class labels"):
+        accuracy(PROBS, Y.numpy().astype(np.float64))
+    with pytest.raises(TypeError, match="hold real numbers.*dtype <U1"):
+        rmse(loc, ["a"] * 5)

@@ -110,19 +110,28 @@ def test_side_effect_free_restores_the_rng_and_batchnorm_statistics():
     model = gaussian_model(net)
     before = {k: v.clone() for k, v in net[1].state_dict().items()}
     rng = torch.get_rng_state()
-    with model.side_effect_free():
+    with model.side_effect_free(training=True):  # a probe in training mode
         net(torch.randn(6, 3))
         assert not torch.equal(net[1].running_mean, before["running_mean"])  # it did change
     assert torch.equal(torch.get_rng_state(), rng)
     for k, v in before.items():
         assert torch.equal(net[1].state_dict()[k], v), k
-    # also when the body raises
+    # also when the body raises, the mode included
+    net[1].eval()
     with pytest.raises(RuntimeError, match="boom"):
-        with model.side_effect_free():
+        with model.side_effect_free(training=True):
+            assert net[1].training
             net(torch.randn(6, 3))
             raise RuntimeError("boom")
     assert torch.equal(net[1].num_batches_tracked, before["num_batches_tracked"])
     assert torch.equal(torch.get_rng_state(), rng)
+    assert net.training and not net[1].training
+    # by default a probe runs in evaluation mode: one row is enough, nothing moves
+    with model.side_effect_free():
+        assert not net.training and not net[1].training
+        net(torch.randn(1, 3))
+    assert net.training and not net[1].training
+    assert torch.equal(net[1].num_batches_tracked, before["num_batches_tracked"])
 
 
 def test_check_inputs_and_check_pair_messages():

@@ -75,14 +75,67 @@ def test_scale_mixture_log_density():
 
 
 def test_dict_prior_selects_its_keys_and_rejects_unknown_names():
-    prior = as_prior({"2.weight": dist.Normal(0.0, 1.0)})
+    normal = dist.Normal(0.0, 1.0)
+    prior = as_prior({"2.weight": normal, "2.bias": None, "0.weight": None, "0.bias": None})
     assert isinstance(prior, DictPrior)
     assert [n for n, _ in prior.random_parameters(net())] == ["2.weight"]
-    bad = as_prior({"2.wieght": dist.Normal(0.0, 1.0)})
+    bad = as_prior({"2.wieght": normal})
     with pytest.raises(ValueError, match=r"unknown name\(s\) \['2.wieght'\]"):
         bad.random_parameters(net())
-    with pytest.raises(TypeError, match="Expected a Distribution for parameter '0.bias'"):
+    with pytest.raises(TypeError, match=r"Expected a Distribution \(or None: deterministic\) for "):
         DictPrior({"0.bias": 1.0})
+    with pytest.raises(ValueError, match="selected none"):
+        DictPrior({"0.weight": None}, unlisted="deterministic").random_parameters(net())
+    with pytest.raises(ValueError, match=r"unlisted in \('error', 'deterministic'\)"):
+        DictPrior({"0.weight": normal}, unlisted="ignore")
+
+
+def test_dict_prior_omitting_a_parameter_is_an_error_naming_it():
+    normal = dist.Normal(0.0, 1.0)
+    prior = as_prior({"0.weight": normal, "2.weight": normal})
+    with pytest.raises(ValueError, match=r"no entry for \['0.bias', '2.bias'\]\. .*None"):
+        prior.random_parameters(net())
+    # the same from BNN, before anything is built
+    from pyro_bdl import BNN, Categorical
+
+    with pytest.raises(ValueError, match=r"no entry for \['0.bias', '2.bias'\]"):
+        BNN(net(), {"0.weight": normal, "2.weight": normal}, Categorical())
+
+
+def test_dict_prior_keeps_documented_ways_to_make_parameters_deterministic():
+    """A last-layer BNN from a dict: None entries, unlisted='deterministic', or include=."""
+    from pyro_bdl import BNN, Categorical
+
+    normal = dist.Normal(0.0, 1.0)
+    last = {"2.weight": normal, "2.bias": normal}
+    ways = [
+        DictPrior({**last, "0.weight": None, "0.bias": None}),
+        DictPrior(last, unlisted="deterministic"),
+        DictPrior(last, include=lambda n, p: n.startswith("2.")),
+        as_prior(last, include=lambda n, p: n.startswith("2.")),
+    ]
+    for prior in ways:
+        assert [n for n, _ in prior.random_parameters(net())] == ["2.weight", "2.bias"]
+        assert prior.site_dist("2.bias", torch.zeros(2)).event_shape == (2,)
+    bnn = BNN(net(), last, Categorical(), include=lambda n, p: n.startswith("2."))
+    assert bnn.random_names == ["2.weight", "2.bias"]
+    assert bnn.deterministic_names == ["0.weight", "0.bias"]
+    # an include that keeps a parameter without an entry still names it
+    with pytest.raises(ValueError, match=r"no entry for \['0.bias'\]"):
+        DictPrior(last, include=lambda n, p: n != "0.weight").random_parameters(net())
+
+
+def test_dict_prior_config_round_trip_keeps_none_entries_and_reads_old_configs():
+    normal = dist.Normal(0.0, 1.0)
+    prior = DictPrior({"2.weight": normal, "2.bias": normal, "0.weight": None, "0.bias": None})
+    config = prior.config()
+    assert config is not None and config["priors"]["0.weight"] is None
+    again = DictPrior.from_config(config)
+    assert again.unlisted == "error" and again.priors["0.bias"] is None
+    assert [n for n, _ in again.random_parameters(net())] == ["2.weight", "2.bias"]
+    # a config written before None entries existed: unlisted parameters were deterministic
+    old = {"priors": {"2.weight": config["priors"]["2.weight"]}}
+    assert [n for n, _ in DictPrior.from_config(old).random_parameters(net())] == ["2.weight"]
 
 
 def test_callable_prior_none_means_deterministic():
@@ -141,3 +194,17 @@ class TestLayerwiseNormalPriorContract(PriorContract):
 class TestScaleMixturePriorContract(PriorContract):
     def make(self):
         return ScaleMixturePrior(0.25, 1.0, math.exp(-3))
+
+
+class TestDictPriorLastLayerContract(PriorContract):
+    expected_random = ("2.weight", "2.bias")
+
+    def make(self):
+        return DictPrior(
+            {
+                "0.weight": None,
+                "0.bias": None,
+                "2.weight": dist.Normal(0.0, 0.5),
+                "2.bias": dist.Laplace(0.0, 1.0),
+            }
+        )

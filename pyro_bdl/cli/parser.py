@@ -94,14 +94,18 @@ def _fraction(low_inclusive: bool) -> Callable[[str], float]:
 
 
 def _seed(text: str) -> int:
-    """A random seed: an integer in ``[0, 2**31)``."""
+    """A random seed: an integer in ``[0, 2**32)``, the rule of every seed the package takes
+    (:func:`pyro_bdl._checks.check_seed`)."""
+    from .._checks import check_seed  # lazily: `pyro-bdl --help` imports no torch
+
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if not 0 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**31), got {text!r}")
-    return value
+    try:
+        return check_seed("--seed", value, optional=False)
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,4 +56,6 @@ def distribution_from_config(cfg: Mapping[str, Any]) -> Distribution:
     if not (isinstance(cls, type) and issubclass(cls, Distribution)):
         raise ValueError(f"Expected a pyro.distributions class name, but got {cfg.get('name')!r}.")
     make: Callable[..., Distribution] = cls  # each class takes its own tensor arguments
-    return make(**{str(k): torch.tensor(v) for k, v in dict(cfg["args"]).items()})
+    # on the CPU whatever torch's default device: a prior is moved to each parameter's device
+    args = {str(k): torch.tensor(v, device="cpu") for k, v in dict(cfg["args"]).items()}
+    return make(**args)

@@ -189,7 +189,7 @@ def _broadcast_logits(logits: Any, temperature: Any) -> tuple[Tensor, Tensor]:
             "Expected temperature to be a positive float or a tensor, but got "
             f"{type(temperature).__name__}."
         )
-    temperature = torch.as_tensor(temperature).to(logits)
+    temperature = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
     try:
         batch_shape = torch.broadcast_shapes(logits.shape[:-1], temperature.shape)
     except RuntimeError as error:

@@ -5,7 +5,9 @@ starts at the network's current weights and emits ``Normal`` sites for real-supp
 the KL to a Gaussian prior is computed in closed form. :class:`BernoulliDropout` and
 :class:`ConcreteDropout` build an :class:`AutoDropout` (MC dropout as variational inference).
 Any Pyro autoguide class (``AutoDelta``, ``AutoLowRankMultivariateNormal``, ...) or callable
-``model -> guide`` is accepted in their place.
+``model -> guide`` is accepted in their place, and so is a hand-written Pyro guide
+``guide(x, y=None, **kwargs)`` (:class:`PyroGuide`; see :mod:`pyro_bdl.guides.custom` for how a
+guide is told from a builder, and how its parameters are saved).
 
 Guides never see a ``BNN``: their hooks (``trace_free_sampler(priors, model)``,
 ``estimator_context(model, training)``) get the :class:`~pyro_bdl.model.BayesianModel`.
@@ -29,6 +31,7 @@ from typing import Any
 
 from ..distributions.masked_weight import MaskedWeight, relaxed_keep_mask
 from .builders import GuideLike, build_guide, guide_config, guide_from_config
+from .custom import InitialValues, PyroGuide, guide_or_builder
 from .dropout import AutoDropout, BernoulliDropout, ConcreteDropout
 from .handlers import LinearOutputNoise, PerExampleMasks
 from .mean_field import AutoMeanFieldNormal, MeanFieldNormal
@@ -39,13 +42,16 @@ __all__ = [
     "BernoulliDropout",
     "ConcreteDropout",
     "GuideLike",
+    "InitialValues",
     "LinearOutputNoise",
     "MaskedWeight",
     "MeanFieldNormal",
     "PerExampleMasks",
+    "PyroGuide",
     "build_guide",
     "guide_config",
     "guide_from_config",
+    "guide_or_builder",
     "relaxed_keep_mask",
 ]
 

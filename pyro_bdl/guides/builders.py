@@ -1,4 +1,5 @@
-"""From a guide specification to a guide: builders, AutoGuide classes, plain data."""
+"""From a guide specification to a guide: builders, AutoGuide classes, hand-written guides,
+plain data."""
 
 from __future__ import annotations
 
@@ -10,20 +11,30 @@ from pyro.infer.autoguide import AutoGuide
 
 from ..nn import init_to_net
 from ..registry import from_config
+from .base import GuideBuilder
+from .custom import PyroGuide, guide_or_builder
 from .dropout import BernoulliDropout, ConcreteDropout  # noqa: F401  (registers the builders)
 from .mean_field import MeanFieldNormal
 
 __all__ = ["GuideLike", "build_guide", "guide_config", "guide_from_config"]
 
-GuideLike = Any  # a builder ``model -> guide``, an AutoGuide subclass, or None
+#: a builder ``model -> guide``, an AutoGuide subclass, a hand-written guide
+#: ``(x, y=None, **kwargs)`` (or a :class:`~pyro_bdl.guides.PyroGuide`), or None
+GuideLike = Any
 
 
 def build_guide(spec: GuideLike, model: Callable) -> Callable:
-    """Build the guide for ``model`` from a builder, an AutoGuide class or ``None``.
+    """Build the guide for ``model`` from a builder, an AutoGuide class, a guide, or ``None``.
 
     An AutoGuide class is instantiated as ``cls(model)``, with ``init_loc_fn=init_to_net`` when the
     class accepts it (so it starts at the network's weights). ``None`` means
-    :class:`MeanFieldNormal` with its defaults.
+    :class:`MeanFieldNormal` with its defaults. A hand-written guide -- a
+    :class:`~pyro_bdl.guides.PyroGuide`, or a callable whose signature says it is one (see
+    :func:`~pyro_bdl.guides.guide_or_builder`) -- is used as it is, wrapped in a
+    :class:`~pyro_bdl.guides.PyroGuide`; so is a plain callable a builder returns.
+
+    :raises TypeError: for an AutoGuide instance, a non-callable, an ambiguous callable, or a
+        builder that does not return a callable guide.
 
     Example::
 
@@ -52,17 +63,25 @@ def build_guide(spec: GuideLike, model: Callable) -> Callable:
         if "init_loc_fn" in inspect.signature(spec).parameters:
             kwargs["init_loc_fn"] = init_to_net
         return spec(model, **kwargs)
+    if isinstance(spec, PyroGuide):
+        return spec
     if not callable(spec):
         raise TypeError(
             "Expected guide to be a builder model -> guide (e.g. MeanFieldNormal()), an AutoGuide "
-            f"class, or None, but got {type(spec).__name__}."
+            "class, a guide function (x, y=None, **kwargs), or None, but got "
+            f"{type(spec).__name__}."
         )
+    if not isinstance(spec, GuideBuilder) and guide_or_builder(spec) == "guide":
+        return PyroGuide(spec)
     guide = spec(model)
     if not callable(guide):
         raise TypeError(
-            f"Expected the guide builder to return a callable guide, but got {guide!r}."
+            f"Expected the guide builder to return a callable guide, but got {guide!r}. A guide "
+            "function (x, y=None, **kwargs) is passed as guide= itself (or as PyroGuide(fn))."
         )
-    return guide
+    if isinstance(guide, (AutoGuide, PyroGuide)):
+        return guide
+    return PyroGuide(guide)
 
 
 def guide_config(spec: GuideLike) -> dict | None:

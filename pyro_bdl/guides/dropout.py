@@ -86,7 +86,8 @@ class _DropoutSampler:
             self.a[n] = float(0.5 / var.reshape(-1)[0]) if uniform is not None else 0.5 / var
             self.b[n] = None if bool((mu == 0).all()) else mu / var
         entropy = sum(
-            self.units[n] * float(binary_entropy(torch.tensor(p, dtype=torch.float64)))
+            self.units[n]
+            * float(binary_entropy(torch.tensor(p, dtype=torch.float64, device="cpu")))
             for n, p in self.fixed_p.items()
             if self.masked[n]
         )
@@ -156,15 +157,30 @@ class _DropoutSampler:
 
 
 def check_p(name: str, p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+    """A drop probability in [0, 1), as a float.
+
+    :param name: how the error names it (e.g. ``"p"`` or ``"for '0.weight'"``).
+    :param p: the value to check.
+    :raises ValueError: for a value that is not a real number in [0, 1), naming it.
+
+    Example::
+
+        >>> check_p("p", 0.25)
+        0.25
+        >>> check_p("p", -0.1)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected a dropout probability p in [0, 1), but got -0.1.
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
         raise ValueError(
-            f"Expected a dropout probability {name} in [0, 1), but got {p!r}; p = 1 would drop "
-            "every unit."
+            f"Expected a dropout probability {name} in [0, 1), but got {type(p).__name__} "
+            f"{p!r}: pass a float."
         )
+    if not 0.0 <= p < 1.0:
+        why = ": p = 1 would drop every unit" if p == 1 else ""
+        raise ValueError(f"Expected a dropout probability {name} in [0, 1), but got {p!r}{why}.")
     return float(p)
-
-
-_ESTIMATORS = ("per_example", "per_particle")
 
 
 _ESTIMATORS = ("per_example", "per_particle")

@@ -42,7 +42,11 @@ class TensorBatches:
     def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The minibatches of one epoch."""
         n, bs = self.size, self.batch_size
-        order = torch.randperm(n, generator=generator) if self.shuffle and bs < n else None
+        order = (
+            torch.randperm(n, generator=generator, device="cpu")
+            if self.shuffle and bs < n
+            else None
+        )
         for i in range(0, n, bs):
             idx = order[i : i + bs] if order is not None else slice(i, i + bs)
             yield self.x[idx], self.y[idx]
@@ -58,9 +62,17 @@ class TensorBatches:
     def index_batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """The row indices of one epoch's minibatches, in :meth:`epoch`'s order."""
         n, bs = self.size, self.batch_size
-        order = torch.randperm(n, generator=generator) if self.shuffle and bs < n else None
+        order = (
+            torch.randperm(n, generator=generator, device="cpu")
+            if self.shuffle and bs < n
+            else None
+        )
         for i in range(0, n, bs):
-            yield order[i : i + bs] if order is not None else torch.arange(i, min(i + bs, n))
+            yield (
+                order[i : i + bs]
+                if order is not None
+                else torch.arange(i, min(i + bs, n), device="cpu")
+            )
 
 
 class LoaderBatches:
@@ -137,6 +149,5 @@ def make_batches(
             raise ValueError("Expected y=None when x is a DataLoader (it yields (x, y) pairs).")
         return LoaderBatches(x, check)
     x, y = check(x, y)
-    if batch_size is not None:
-        positive_int("batch_size", batch_size)
+    batch_size = positive_int("batch_size", batch_size, optional=True)
     return TensorBatches(x, y, batch_size, shuffle)

@@ -72,8 +72,9 @@ def _one_trace_pair(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    loglik = torch.zeros(())
-    kl = torch.zeros(())
+    # python zeros: the sums take the device and dtype of the first term (the net's)
+    loglik: Any = 0.0
+    kl: Any = 0.0
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample":
             continue
@@ -92,7 +93,20 @@ def _one_trace_pair(
     for name, gsite in guide_trace.nodes.items():  # auxiliary guide sites contribute log q
         if gsite["type"] == "sample" and name not in model_trace.nodes:
             kl = kl + _site_log_prob_sum(gsite)
-    return loglik, kl
+    return _as_tensor(loglik, model_trace), _as_tensor(kl, model_trace)
+
+
+def _as_tensor(total: Any, trace: Any) -> torch.Tensor:
+    """``total`` as a tensor: a sum of no terms becomes a zero on the trace's device and dtype."""
+    if isinstance(total, torch.Tensor):
+        return total
+    like = next(
+        (s["value"] for s in trace.nodes.values() if isinstance(s.get("value"), torch.Tensor)),
+        None,
+    )
+    if like is None:
+        return torch.tensor(float(total))
+    return torch.tensor(float(total), device=like.device, dtype=like.dtype)
 
 
 def elbo_terms(

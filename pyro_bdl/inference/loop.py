@@ -4,6 +4,12 @@
 :func:`fit` is a thin loop over minibatches and epochs that reports to callbacks and returns the
 :class:`FitState` it advanced, which is also how a fit resumes (pass the state back in).
 ``BNN.fit`` builds the objective, the optimiser and the data source and calls :func:`fit`.
+
+**Modes.** A fit runs the network in training mode by default (``mode="train"``, PyTorch's
+convention: dropout layers drop, BatchNorm normalises with the minibatch's statistics and
+updates its running ones), ``"eval"`` in evaluation mode, ``"keep"`` in the modes its modules
+are in; every module's own mode is restored when the fit ends, also on an error. The checks and
+probes before the first step run in evaluation mode without side effects.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from typing import TYPE_CHECKING
 import torch
 from pyro.optim import PyroOptim
 
+from ..nn import module_mode
 from .callbacks import Callback, EpochCallback
 from .data import LoaderBatches, TensorBatches
 from .elbo import Objective, TraceFreeELBO, estimator_handler, make_objective
 from .optim import Optimizer
-from .state import FitOptions, FitResult, FitState
+from .state import FitOptions, FitResult, FitState, check_mode
 from .strategies import HINT, LOCAL, Batch, DivergenceError, Strategy
 
 if TYPE_CHECKING:
@@ -102,6 +109,9 @@ def fit(
         evaluates, how a step is reduced, and that every process stops together.
     :return: ``state``, advanced.
 
+    The network runs in the modes its modules are in (:func:`fit_model` sets them; around a
+    direct call use :func:`~pyro_bdl.nn.train_mode`, as around any PyTorch training loop).
+
     Example::
 
         >>> state = fit(objective, optimizer, TensorBatches(x, y, 128), epochs=10,
@@ -129,6 +139,7 @@ def fit(
                 for cb in callbacks:
                     cb.on_step(state, loglik, kl)
             state.history.end_epoch(k)
+            optimizer.end_epoch(-state.history.elbo[-1])  # a learning-rate scheduler's step
             state.epoch = epoch + 1
             if strategy.end_epoch(state, callbacks):
                 state.stop = True  # the caller can tell an early stop from the last epoch
@@ -158,7 +169,8 @@ def fit_model(
     The processes agree on the arguments and data and on a seed; ``torch`` and the minibatch
     order are seeded; ``resume(state)`` may restore a checkpoint; the objective is made on an
     example batch (trace-free when the guide offers it) and its parameters set up by the
-    strategy; the optimiser is fused when it can be.
+    strategy; the optimiser is fused when it can be. From the objective on, the network is in
+    ``options.mode`` (training mode by default), and each module's mode is restored at the end.
 
     :param model: the :class:`~pyro_bdl.model.BayesianModel`.
     :param guide: the guide.
@@ -199,11 +211,26 @@ def fit_model(
     if seed is not None:
         torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(
-        int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
+        int(torch.randint(0, 2**62, (), device="cpu").item()) if seed is None else seed
     )
     state = FitState(0, FitResult(dataset_size=size), generator)
     if resume is not None:
         strategy.guard("the resume", lambda: resume(state))
+    with module_mode(model.net, check_mode(options.mode)):
+        return _fit_model(model, guide, data, optim, options, state, strategy, callbacks)
+
+
+def _fit_model(
+    model: BayesianModel,
+    guide: Callable,
+    data: TensorBatches | LoaderBatches,
+    optim: PyroOptim,
+    options: FitOptions,
+    state: FitState,
+    strategy: Strategy,
+    callbacks: Sequence[Callback],
+) -> FitState:
+    size = state.history.dataset_size
     example = data.example()
     objective = strategy.guard(
         "the creation of the parameters",

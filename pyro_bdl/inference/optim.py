@@ -2,6 +2,11 @@
 
 :func:`fused_optimizer` and :func:`gradients_finite` are exact re-arrangements of what the traced
 step does with Pyro's per-parameter optimisers; :class:`Optimizer` uses them only when they are.
+
+A learning-rate scheduler (any ``pyro.optim.PyroLRScheduler``, e.g.
+``pyro.optim.ExponentialLR``) is stepped through Pyro's own per-tensor optimisers, never fused,
+and :meth:`Optimizer.end_epoch` steps it once at the end of every epoch, as in Pyro's
+documented loop (``svi.step`` per minibatch, ``scheduler.step()`` per epoch).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import pyro.optim
 import torch
 from pyro.infer.util import zero_grads
 from pyro.optim import PyroOptim
+from pyro.optim.lr_scheduler import PyroLRScheduler
 
 __all__ = ["Optimizer", "fused_optimizer", "gradients_finite", "make_optim"]
 
@@ -40,13 +46,17 @@ def fused_optimizer(optim: PyroOptim, params: list[torch.Tensor]) -> torch.optim
     with ``optim.set_state`` is consumed first, by a call of ``optim`` while every gradient is
     ``None`` (torch optimisers skip such tensors, so nothing moves).
 
+    A learning-rate scheduler is never fused: each of Pyro's per-tensor optimisers has its own
+    scheduler, which sets that optimiser's learning rate (Pyro's own steps honour it).
+
     :param optim: the ``pyro.optim`` optimiser given to ``fit``.
     :param params: the leaf tensors of one step, in a fixed order.
     :return: the fused optimiser, or ``None`` when ``optim`` is not of that kind.
     """
     ctor = optim.pt_optim_constructor
     if (
-        not isinstance(ctor, type)
+        isinstance(optim, PyroLRScheduler)
+        or not isinstance(ctor, type)
         or ctor not in _ELEMENTWISE
         or not isinstance(optim.pt_optim_args, dict)
         or optim.pt_clip_args
@@ -143,6 +153,21 @@ class Optimizer:
         else:
             self.optim(params)
             zero_grads(set(params))
+
+    def end_epoch(self, loss: float) -> None:
+        """Step a learning-rate scheduler once, at the end of an epoch; nothing otherwise.
+
+        :param loss: the epoch's loss, the negative ELBO per datum averaged over its steps
+            (``-state.history.elbo[-1]``): the metric ``ReduceLROnPlateau`` is stepped with
+            (``mode="min"``); other schedulers take no argument.
+        """
+        if not isinstance(self.optim, PyroLRScheduler):
+            return
+        ctor = self.optim.pt_scheduler_constructor
+        if isinstance(ctor, type) and issubclass(ctor, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.optim.step(loss)
+        else:
+            self.optim.step()
 
     def get_state(self) -> dict:
         """``pyro.optim``'s state (the per-tensor state the fused optimiser shares)."""

@@ -5,6 +5,10 @@
 :data:`~pyro_bdl.inference.posterior.DRAWS_PLATE`; :func:`default_chunk` is the one chunk policy.
 ``BNN.predict``, ``BNN.predict_from_samples``, the ArviZ export, ``psis_khat``, teacher targets
 and distributed prediction are all built on them.
+
+All three run the network in **evaluation mode** (:func:`~pyro_bdl.nn.eval_mode`: dropout
+layers off, BatchNorm on its running statistics, which stay unchanged), each module's own mode
+restored afterwards; the dropout guides' per-example masks are drawn whatever the modes.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
+from torch import nn
 from torch.distributions import Distribution
 
 from ..likelihoods import OBS, check_outputs
+from ..nn import eval_mode
 from ..uncertainty import Prediction
 from .posterior import DRAWS_PLATE, Draws, Posterior
 
@@ -50,7 +56,21 @@ class SkipObservation(Messenger):
     def _pyro_sample(self, msg: dict[str, Any]) -> None:
         if msg["name"] == OBS and msg["value"] is None:
             fn = msg["fn"]
-            msg["value"] = torch.zeros(fn.batch_shape + fn.event_shape)
+            like = _a_tensor_of(fn)  # the placeholder lives with the distribution's parameters
+            device = like.device if like is not None else None
+            msg["value"] = torch.zeros(fn.batch_shape + fn.event_shape, device=device)
+
+
+def _a_tensor_of(fn: Any) -> torch.Tensor | None:
+    """A tensor a distribution holds (a parameter, or one of its base distribution's)."""
+    for value in vars(fn).values():
+        if torch.is_tensor(value):
+            return value
+        if isinstance(value, torch.distributions.Distribution):
+            inner = _a_tensor_of(value)
+            if inner is not None:
+                return inner
+    return None
 
 
 def default_chunk(
@@ -125,7 +145,9 @@ def run_model(
     """Trace of ``model(x, y)`` with every drawn site fixed to its draws, vectorised over them.
 
     The draws are placed under the :data:`DRAWS_PLATE` at dim -2 (left of the data plate);
-    without ``y`` the observation site keeps its distribution and is not sampled.
+    without ``y`` the observation site keeps its distribution and is not sampled. The network of
+    a :class:`~pyro_bdl.model.BayesianModel` (or of a ``BNN``'s ``model`` method) runs in
+    evaluation mode; another callable runs as it is.
 
     :param model: a Pyro model callable ``model(x, y, dataset_size=...)``.
     :param draws: S draws of (some of) the model's latent sites; sites not drawn are sampled
@@ -148,8 +170,19 @@ def run_model(
     data = {k: v.reshape((c, 1) + v.shape[1:]) for k, v in draws.sites.items()}
     kwargs = {} if dataset_size is None else {"dataset_size": dataset_size}
     skip = contextlib.nullcontext() if sample_obs else SkipObservation()
-    with pyro.plate(DRAWS_PLATE, c, dim=-2), skip:
+    net = _network_of(model)
+    mode = eval_mode(net) if net is not None else contextlib.nullcontext()
+    with pyro.plate(DRAWS_PLATE, c, dim=-2), skip, mode:
         return poutine.trace(poutine.condition(model, data=data)).get_trace(x, y, **kwargs)
+
+
+def _network_of(model: Callable) -> nn.Module | None:
+    """The network a model callable runs: that of a :class:`~pyro_bdl.model.BayesianModel`, or
+    of the ``BNN`` whose bound ``model`` method this is; ``None`` for any other callable."""
+    owner = getattr(model, "__self__", model)  # a bound method: its object
+    owner = getattr(owner, "bayesian_model", owner)  # a BNN: its BayesianModel
+    net = getattr(owner, "net", None) if hasattr(owner, "random_names") else None
+    return net if isinstance(net, nn.Module) else None
 
 
 def is_functional(model: BayesianModel, draws: Draws, sites: Mapping[str, torch.Size]) -> bool:
@@ -174,7 +207,8 @@ def predictive_dists(
         ... # doctest: +SKIP
     """
     if is_functional(model, draws, sites):
-        f = model.outputs(draws.sites, x, input_fns=draws.input_fns, by_site=True)
+        with eval_mode(model.net):
+            f = model.outputs(draws.sites, x, input_fns=draws.input_fns, by_site=True)
         return model.likelihood.predictive_dist(f, 1)
     return cast(Distribution, run_model(model, draws, x).nodes[OBS]["fn"])
 
@@ -199,7 +233,9 @@ def predict(
 
     Functional when the draws are exactly the weights (the network runs on all draws of a chunk
     at once, per-example noise included); otherwise the model runs conditioned on each chunk
-    (:func:`run_model`), e.g. for a sampled noise precision.
+    (:func:`run_model`), e.g. for a sampled noise precision. The network runs in evaluation
+    mode (each module's mode restored afterwards, also on an error); the posterior's draws,
+    per-example dropout masks included, are not affected by the modes.
 
     :param model: the :class:`~pyro_bdl.model.BayesianModel`.
     :param posterior: any :class:`~pyro_bdl.inference.posterior.Posterior`.
@@ -223,17 +259,19 @@ def predict(
     f_all: torch.Tensor | None = None
     parts: list[Prediction] = []
     kept = 0
-    for _, draws in iter_draw_chunks(posterior, num, chunk=chunk, keep=keep):
-        if is_functional(model, draws, sites):
-            f = model.outputs(draws.sites, x, input_fns=draws.input_fns, by_site=True)
-            if f_all is None:
-                check_outputs(f, 1)
-                f_all = f.new_empty((num,) + f.shape[1:])
-            f_all[kept : kept + len(f)] = f
-            kept += len(f)
-        else:
-            trace = run_model(model, draws, x)
-            parts.append(model.likelihood.prediction(cast(Distribution, trace.nodes[OBS]["fn"])))
+    with eval_mode(model.net):
+        for _, draws in iter_draw_chunks(posterior, num, chunk=chunk, keep=keep):
+            if is_functional(model, draws, sites):
+                f = model.outputs(draws.sites, x, input_fns=draws.input_fns, by_site=True)
+                if f_all is None:
+                    check_outputs(f, 1)
+                    f_all = f.new_empty((num,) + f.shape[1:])
+                f_all[kept : kept + len(f)] = f
+                kept += len(f)
+            else:
+                trace = run_model(model, draws, x)
+                fn = cast(Distribution, trace.nodes[OBS]["fn"])
+                parts.append(model.likelihood.prediction(fn))
     if f_all is not None:
         return model.likelihood.prediction_from_outputs(f_all[:kept], 1)
     return concatenate(parts) if parts else None

@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .._checks import positive_int
+from .._checks import check_seed, is_integral, positive_int
+from ..nn import MODES
 from .elbo import ESTIMATORS
 
 if TYPE_CHECKING:
     from .elbo import Objective
     from .optim import Optimizer
 
-__all__ = ["FitOptions", "FitResult", "FitState"]
+__all__ = ["FitOptions", "FitResult", "FitState", "check_mode"]
 
 
 @dataclass
@@ -79,8 +80,14 @@ class FitOptions:
     :ivar num_particles: particles per ELBO estimate.
     :ivar vectorize_particles: draw them in one batched pass.
     :ivar shuffle: reshuffle tensors every epoch.
-    :ivar seed: seeds torch and the minibatch order (``None``: drawn from torch's RNG).
+    :ivar seed: seeds torch and the minibatch order (``None``: drawn from torch's RNG); an
+        int in ``[0, 2**32)`` (see :func:`~pyro_bdl._checks.check_seed`).
     :ivar estimator: ``"auto"``, ``"traced"`` or ``"trace_free"`` (see ``make_objective``).
+    :ivar mode: the network's modules while fitting: ``"train"`` (training mode), ``"eval"``
+        (evaluation mode) or ``"keep"`` (each as it is); restored afterwards.
+
+    Integral numbers of any type (``np.int64``) are stored as ``int``; :meth:`validate` refuses
+    what no fit can take.
 
     Example::
 
@@ -96,13 +103,40 @@ class FitOptions:
     shuffle: bool = True
     seed: int | None = None
     estimator: str = "auto"
+    mode: str = "train"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "num_particles", "seed"):
+            value = getattr(self, name)
+            if is_integral(value):  # np.int64 and friends; the rest is refused by validate
+                object.__setattr__(self, name, int(value))
 
     def validate(self) -> None:
         """Raise for a value no fit can take."""
         positive_int("epochs", self.epochs)
         positive_int("num_particles", self.num_particles)
+        check_seed("seed", self.seed)
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"Expected elbo in {ESTIMATORS}, but got {self.estimator!r}.")
+        check_mode(self.mode)
+
+
+def check_mode(mode: object) -> bool | None:
+    """The training flag of a fit's ``mode`` (``None`` for ``"keep"``).
+
+    :raises ValueError: for anything but ``"train"``, ``"eval"`` or ``"keep"``.
+
+    Example::
+
+        >>> check_mode("train"), check_mode("keep")
+        (True, None)
+    """
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(
+            f"Expected mode in {tuple(MODES)}, but got {mode!r}: 'train' fits with every module "
+            "in training mode, 'eval' in evaluation mode, 'keep' in the modes they are in."
+        )
+    return MODES[mode]
 
 
 @dataclass

@@ -210,6 +210,7 @@ class GaussianDistillation(Likelihood):
         >>> from pyro_bdl.distill import gaussian_teacher_targets
         >>> x = torch.linspace(-1, 1, 16)[:, None]
         >>> teacher = BNN(nn.Linear(1, 1), dist.Normal(0.0, 1.0), HomoskedasticGaussian(0.1))
+        >>> _ = teacher.fit(x, 2 * x[:, 0], epochs=2, progress=False)  # (more in practice)
         >>> y = gaussian_teacher_targets(teacher, x, num_samples=10, seed=0)
         >>> y.shape  # (N, 2): mean, variance
         torch.Size([16, 2])

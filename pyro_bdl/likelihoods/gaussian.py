@@ -84,7 +84,9 @@ class HomoskedasticGaussian(_Gaussian):
         self.precision_prior = precision_prior
         self.init_scale = float(init_scale)
         if scale is None and precision_prior is None:
-            self.scale = PyroParam(torch.tensor(float(init_scale)), constraints.positive)
+            # created on the CPU, whatever torch's default device; BNN moves it to the net's
+            init = torch.tensor(float(init_scale), device="cpu")
+            self.scale = PyroParam(init, constraints.positive)
 
     def config(self) -> dict[str, Any] | None:
         prior = None
@@ -170,7 +172,8 @@ class HomoskedasticGaussian(_Gaussian):
             return f"HomoskedasticGaussian(scale={self.fixed_scale})"
         if self.precision_prior is not None:
             return f"HomoskedasticGaussian(precision_prior={self.precision_prior})"
-        return "HomoskedasticGaussian(scale=learned)"
+        learned = float(cast(Tensor, self.scale).detach())  # its current value, no autograd
+        return f"HomoskedasticGaussian(scale=learned, now {learned:.4g})"
 
 
 class HeteroskedasticGaussian(_Gaussian):

@@ -32,12 +32,13 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from .._checks import check_tensor, positive_int
+from .._checks import as_tensor, check_seed, check_tensor, positive_int
 from ..bnn import BNN
 from ..distributions.tempered import check_temperature, stack_targets
 from ..inference.posterior import DRAWS_PLATE, Posterior
 from ..inference.predict import default_chunk, iter_draw_chunks, predictive_dists
 from ..likelihoods import OBS
+from ..nn import eval_mode
 
 __all__ = [
     "teacher_targets",
@@ -72,18 +73,15 @@ def _members(teacher: Any) -> list[Any]:
 
 
 def _module_logits(net: nn.Module, x: Tensor, batch_size: int | None) -> Tensor:
-    was_training = net.training
-    net.eval()
     try:
-        logits = torch.cat([net(xb) for xb in _row_batches(x, batch_size)])
+        with eval_mode(net):  # every module's own mode is restored afterwards
+            logits = torch.cat([net(xb) for xb in _row_batches(x, batch_size)])
     except (RuntimeError, TypeError, IndexError) as error:
         raise ValueError(
             f"Expected inputs the teacher {type(net).__name__} accepts, but it failed on x of "
             f"shape {tuple(x.shape)} and dtype {x.dtype} (its error is chained above). Check the "
             "number of features, the rank and the dtype the teacher expects."
         ) from error
-    finally:
-        net.train(was_training)
     if not torch.is_tensor(logits) or logits.dim() != 2 or len(logits) != len(x):
         raise ValueError(
             f"Expected the teacher {type(net).__name__} to return logits of shape (N, C) = "
@@ -113,7 +111,8 @@ def _bnn_probs(
     """Posterior predictive at temperature T, from the draws ``BNN.predict`` takes.
 
     The package's one draws loop: every chunk of draws is run on every batch of rows, so all
-    rows share the same draws whatever ``batch_size`` is.
+    rows share the same draws whatever ``batch_size`` is; the network runs in evaluation mode,
+    as in ``BNN.predict``.
     """
     if bnn.likelihood.kind != "categorical":
         raise ValueError(
@@ -128,7 +127,7 @@ def _bnn_probs(
     num = num_samples or source.num_draws or 100
     sites = model.latent_shapes(x)
     chunk = default_chunk(model, max(len(b) for b in batches), x.dtype, sites)
-    totals = [torch.zeros(()) for _ in batches]
+    totals: list[Any] = [0.0 for _ in batches]  # sums take the device and dtype of the logits
     for _, draws in iter_draw_chunks(source, num, chunk=chunk):
         for i, xb in enumerate(batches):
             logits = _logits(bnn, predictive_dists(model, draws, xb, sites))
@@ -154,7 +153,8 @@ def teacher_targets(
       :math:`\mathrm{softmax}(v / T)`;
     - a fitted :class:`~pyro_bdl.BNN` with a categorical likelihood: its posterior predictive
       at temperature :math:`T`, the average of the per-draw tempered **probabilities** over
-      ``num_samples`` weight draws :math:`W_s \sim q` (never the softmax of averaged logits);
+      ``num_samples`` weight draws :math:`W_s \sim q` (never the softmax of averaged logits;
+      its network in eval mode, as ``BNN.predict`` runs it);
     - a list/tuple of such models (an ensemble): the average of the members' probabilities.
 
     .. math::
@@ -194,7 +194,7 @@ def teacher_targets(
         torch.Size([8, 4])
     """
     temperature = check_temperature(temperature)
-    x = check_tensor("x", x)
+    x, seed = check_tensor("x", as_tensor("x", x, teacher)), check_seed("seed", seed)
     if num_samples is not None:
         num_samples = positive_int("num_samples", num_samples)
     members = _members(teacher)
@@ -270,11 +270,12 @@ def gaussian_teacher_targets(
         >>> from pyro_bdl import BNN, HomoskedasticGaussian
         >>> x_train = torch.linspace(-1, 1, 10)[:, None]
         >>> teacher_bnn = BNN(nn.Linear(1, 1), dist.Normal(0.0, 1.0), HomoskedasticGaussian(0.1))
+        >>> _ = teacher_bnn.fit(x_train, 2 * x_train[:, 0], epochs=2, progress=False)
         >>> y = gaussian_teacher_targets(teacher_bnn, x_train, num_samples=20, seed=0)
         >>> y.shape, bool((y[:, 1] >= 0.1**2).all())  # (N, 2); variance >= the noise's
         (torch.Size([10, 2]), True)
     """
-    x = check_tensor("x", x)
+    x, seed = check_tensor("x", as_tensor("x", x, teacher)), check_seed("seed", seed)
     num_samples = positive_int("num_samples", num_samples)
     members = _members(teacher)
     means, second = [], []
@@ -339,7 +340,7 @@ class TeacherTargets(Dataset):
         num_samples: int = 100,
     ) -> None:
         self.temperature = check_temperature(temperature)
-        self.x = check_tensor("x", x)
+        self.x = check_tensor("x", as_tensor("x", x, teacher))
         self.num_samples = positive_int("num_samples", num_samples)
         for member in _members(teacher):
             if not isinstance(member, nn.Module):
@@ -387,7 +388,7 @@ class TeacherTargets(Dataset):
             >>> xb.shape, yb.shape  # (64, ...), (64, C)
             (torch.Size([64, 3]), torch.Size([64, 4]))
         """
-        batch_size = positive_int("batch_size", batch_size)
+        batch_size, seed = positive_int("batch_size", batch_size), check_seed("seed", seed)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         order = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
         return DataLoader(

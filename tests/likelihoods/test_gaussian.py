@@ -103,3 +103,24 @@ class TestHeteroskedasticGaussian(LikelihoodContract):
     def test_odd_output_width_is_rejected(self):
         with pytest.raises(ValueError, match="multiple of 2"):
             self.make()(torch.zeros(N, 3), torch.zeros(N))
+
+
+def test_a_learned_scale_prints_its_current_value_without_autograd():
+    import warnings
+
+    from torch import nn
+
+    from pyro_bdl import BNN
+
+    lik = HomoskedasticGaussian(init_scale=0.25)
+    assert repr(lik) == "HomoskedasticGaussian(scale=learned, now 0.25)"
+    x = torch.linspace(-1, 1, 8)[:, None]
+    bnn = BNN(nn.Linear(1, 1), dist.Normal(0.0, 1.0), lik)
+    bnn.fit(x, 3 * x[:, 0], epochs=5, lr=0.05, progress=False)
+    learned = float(lik.scale.detach())
+    assert learned != 0.25  # fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "converting a tensor with requires_grad" warning
+        shown = [repr(lik), repr(bnn)]
+    assert f"HomoskedasticGaussian(scale=learned, now {learned:.4g})" in shown[0]
+    assert "grad_fn" not in shown[1] and f"now {learned:.4g}" in shown[1]

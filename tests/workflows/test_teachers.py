@@ -11,6 +11,7 @@ from pyro.infer.autoguide import AutoDelta
 from torch import nn
 
 from pyro_bdl import BNN, Categorical, HomoskedasticGaussian, MeanFieldNormal
+from pyro_bdl.bnn import UnfittedGuideWarning
 from pyro_bdl.distributions.tempered import stack_targets
 from pyro_bdl.guides import BernoulliDropout
 from pyro_bdl.likelihoods.distillation import Distillation
@@ -68,7 +69,8 @@ def test_any_guide_and_an_unfitted_teacher(guide):
     x = torch.randn(N, 3)
     bnn = BNN(mlp(), dist.Normal(0.0, 1.0), Categorical(), guide=guide)  # never fitted
     targets = teacher_targets(bnn, x, 2.0, num_samples=20, seed=3)
-    per_draw = bnn.predict(x, num_samples=20, seed=3).samples
+    with pytest.warns(UnfittedGuideWarning):
+        per_draw = bnn.predict(x, num_samples=20, seed=3).samples
     torch.testing.assert_close(targets, torch.softmax(per_draw.log() / 2.0, -1).mean(0))
 
 
@@ -129,6 +131,8 @@ def test_gaussian_teacher_targets_are_predictive_moments():
     bnns = [
         BNN(mlp(1, 8, 1), dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=0.2)) for _ in range(2)
     ]
+    for bnn in bnns:
+        bnn.fit(x, x[:, 0], epochs=1, progress=False)
     y = gaussian_teacher_targets(bnns[0], x, num_samples=30, seed=5)
     pred = bnns[0].predict(x, num_samples=30, seed=5)
     torch.testing.assert_close(y, torch.stack([pred.mean, pred.variance], -1))

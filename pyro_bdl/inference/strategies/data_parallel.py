@@ -297,7 +297,7 @@ class DataParallel(Local):
     # ------------------------------------------------------------------ before the first step
     def agree_seed(self, seed: int | None) -> int:
         """The seed of the fit: ``seed``, or one drawn by rank 0 (every rank draws one)."""
-        candidate = int(torch.randint(0, 2**52, ()).item()) if seed is None else seed
+        candidate = int(torch.randint(0, 2**52, (), device="cpu").item()) if seed is None else seed
         table = self.comm.status("the choice of the seed", None, [float(candidate)])
         return int(table[0, 0])
 
@@ -361,14 +361,16 @@ class DataParallel(Local):
             if isinstance(module, _STOCHASTIC_MODULES) and module.p > 0:
                 raise NotImplementedError(
                     f"Distributed SVI needs every random draw to be global, but module {name!r} "
-                    f"({type(module).__name__}) draws per-example masks in training mode. Call "
-                    "net.eval(), or express dropout as a guide: BernoulliDropout(p)."
+                    f"({type(module).__name__}) draws per-example masks in training mode. Fit "
+                    "with mode='eval' (or call net.eval() on it and fit with mode='keep'), or "
+                    "express dropout as a guide: BernoulliDropout(p)."
                 )
             if isinstance(module, _BATCH_STATISTIC_MODULES):
                 raise NotImplementedError(
                     f"Module {name!r} ({type(module).__name__}) normalises with statistics of its "
                     "batch in training mode, and each rank sees only a shard of the minibatch. "
-                    f"Call net.{name or 'module'}.eval() (fixed statistics) or use "
+                    "Fit with fixed statistics: mode='eval', or call "
+                    f"net.{name or 'module'}.eval() and fit with mode='keep'; or use "
                     "nn.LayerNorm/GroupNorm."
                 )
 
@@ -541,7 +543,7 @@ class DataParallel(Local):
                 "the ranks split. Use predict on each rank, or BernoulliDropout(p, "
                 "estimator='per_particle')."
             )
-        candidate = int(torch.randint(0, 2**52, ()).item()) if seed is None else seed
+        candidate = int(torch.randint(0, 2**52, (), device="cpu").item()) if seed is None else seed
         values = [num, chunk, len(x), checksum(x), fingerprint(), float(candidate)]
         table = comm.status("the checks before predicting", None, values)
         names = ["num_samples", "chunk_size", "the number of inputs"]
