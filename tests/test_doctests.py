@@ -67,6 +67,7 @@ DOCTEST_MODULES = [
     "pyro_bdl.model",
     "pyro_bdl.nn",
     "pyro_bdl.plots",
+    "pyro_bdl.posteriors.sgmcmc",
     "pyro_bdl.priors",
     "pyro_bdl.serialization",
     "pyro_bdl.testing.likelihood",

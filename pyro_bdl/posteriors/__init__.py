@@ -7,4 +7,6 @@ teachers read it through the same paths as a fitted guide or MCMC draws.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .sgmcmc import SGHMC, SGLD, Cyclical
+
+__all__: list[str] = ["SGHMC", "SGLD", "Cyclical"]
