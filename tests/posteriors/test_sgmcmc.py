@@ -305,3 +305,15 @@ def test_the_traced_potential_equals_the_functional_one():
     )
     torch.testing.assert_close(traced, exact, rtol=1e-12, atol=0)
     torch.testing.assert_close(functional, exact, rtol=1e-12, atol=0)
+
+
+def test_a_dataloader_gives_the_draws_of_the_same_batches_as_tensors():
+    """Full-batch tensors are never shuffled, so a DataLoader yielding the whole data set in
+    order sees the same batches and the same noise stream: the same draws, bitwise."""
+    x, y = regression()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=N)
+    a = SGHMC(linear_bnn(), lr=1e-3).run(x, y, num_samples=10, num_chains=2, seed=0)
+    b = SGHMC(linear_bnn(), lr=1e-3).run(loader, num_samples=10, num_chains=2, seed=0)
+    assert torch.equal(flat(a), flat(b))
+    with pytest.raises(ValueError, match="y=None when x is a DataLoader"):
+        SGHMC(linear_bnn(), lr=1e-3).run(loader, y, num_samples=2)
