@@ -195,7 +195,11 @@ class _SGMCMC:
                     f"Expected init to give every latent site {sorted(shapes)}, but it lacks "
                     f"{missing}."
                 )
-            return {s: torch.as_tensor(init[s]).reshape(shapes[s]) for s in shapes}
+            p = next(self.model.net.parameters())
+            return {
+                s: torch.as_tensor(init[s], dtype=p.dtype, device=p.device).reshape(shapes[s])
+                for s in shapes
+            }
         if init == "prior":
             return {s: priors[s].sample() for s in shapes}
         if init != "net":
@@ -256,7 +260,9 @@ class _SGMCMC:
             for s, d in priors.items()
         }
         start = self._initial(chain_index, shapes, priors)
-        z = {s: transforms[s].inv(v).detach().requires_grad_(True) for s, v in start.items()}
+        z = {  # own copies: the steps are in place, a user's init stays as it is
+            s: transforms[s].inv(v).detach().clone().requires_grad_(True) for s, v in start.items()
+        }
         chain, state = _Chain(z, transforms), cast(Sites, {})
         traced = set(shapes) != set(self.model.site_names)
         kept: list[Sites] = []

@@ -317,3 +317,18 @@ def test_a_dataloader_gives_the_draws_of_the_same_batches_as_tensors():
     assert torch.equal(flat(a), flat(b))
     with pytest.raises(ValueError, match="y=None when x is a DataLoader"):
         SGHMC(linear_bnn(), lr=1e-3).run(loader, y, num_samples=2)
+
+
+def test_init_dicts_start_each_chain_and_are_left_unchanged():
+    x, y = regression()
+    starts = [
+        {"weight": [[1.0, -2.0]], "bias": [0.5]},  # lists: converted to the network's dtype
+        {"weight": torch.zeros(1, 2), "bias": torch.zeros(1)},
+    ]
+    post = SGLD(linear_bnn(), lr=1e-6, init=starts).run(x, y, num_samples=1, num_chains=2, seed=0)
+    torch.testing.assert_close(
+        flat(post), torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]]), rtol=0, atol=1e-2
+    )
+    assert torch.equal(starts[1]["weight"], torch.zeros(1, 2))  # the steps are not in place
+    with pytest.raises(ValueError, match=r"lacks \['bias'\]"):
+        SGLD(linear_bnn(), lr=1e-3, init={"weight": torch.zeros(1, 2)}).run(x, y, num_samples=1)
