@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 from pyro.poutine.util import site_is_subsample
@@ -60,12 +60,15 @@ from ..inference.predict import run_model
 from ..model import OBS_MEAN, BayesianModel
 from ..nn import eval_mode, is_real_support
 
-if TYPE_CHECKING:
-    from ..bnn import BNN
-
 __all__ = ["SGHMC", "SGLD", "Cyclical"]
 
 Sites = dict[str, torch.Tensor]
+
+
+class HasModel(Protocol):
+    """What the samplers read of a :class:`~pyro_bdl.BNN` (layer 5, not imported here)."""
+
+    bayesian_model: BayesianModel
 
 
 class Cyclical:
@@ -151,7 +154,7 @@ class _SGMCMC:
     name = "SG-MCMC"
 
     def __init__(
-        self, bnn: BNN | BayesianModel, lr: float | Cyclical, *, init: Any = "net"
+        self, bnn: HasModel | BayesianModel, lr: float | Cyclical, *, init: Any = "net"
     ) -> None:
         self.model = _model_of(bnn)
         self.schedule = lr if isinstance(lr, Cyclical) else Cyclical(check_float("lr", lr), 1)
@@ -442,7 +445,7 @@ class SGHMC(_SGMCMC):
 
     def __init__(
         self,
-        bnn: BNN | BayesianModel,
+        bnn: HasModel | BayesianModel,
         lr: float | Cyclical,
         *,
         alpha: float = 0.1,
