@@ -73,6 +73,7 @@ DOCTEST_MODULES = [
     "pyro_bdl.plots",
     "pyro_bdl.posteriors.ensemble",
     "pyro_bdl.posteriors.laplace",
+    "pyro_bdl.posteriors.sgmcmc",
     "pyro_bdl.posteriors.swag",
     "pyro_bdl.priors",
     "pyro_bdl.serialization",
