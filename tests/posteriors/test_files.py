@@ -79,3 +79,21 @@ def test_every_posterior_type_goes_through_the_file(kind, tmp_path):
     num = post.num_draws or 4  # a fixed set is read whole
     a = bnn.predict(x, num, posterior=post, seed=5).samples
     assert torch.equal(bnn.predict(x, num, posterior=back, seed=5).samples, a)
+
+
+def test_laplace_exports_to_arviz_as_independent_draws():
+    """A posterior that draws afresh (Laplace) is exported as one chain of independent draws."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing")
+        from pyro_bdl.arviz import to_inference_data
+
+    bnn, x, y = _linear_bnn()
+    lap = Laplace(bnn, hessian="diag")
+    lap.fit(x, y)
+    data = to_inference_data(lap, x, y, bnn=bnn, num_samples=7, seed=0)
+    post = data["posterior"]
+    assert post.sizes["chain"] == 1 and post.sizes["draw"] == 7
+    assert post.attrs["posterior_type"] == "Laplace" and post.attrs["independent_draws"] == 1
+    assert data["log_likelihood"]["obs"].shape == (1, 7, len(x))
