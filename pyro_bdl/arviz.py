@@ -79,12 +79,14 @@ with warnings.catch_warnings():
     import arviz as az
 
 __all__ = [
+    "HELD_OUT_LOG_LIK",
     "ArviZData",
     "OBS_ID",
     "OBS_MEAN",
     "OBS_SCALE",
     "PSISResult",
     "VARIATIONAL",
+    "add_predictions",
     "arviz_major_version",
     "prediction_from_samples",
     "psis_khat",
@@ -105,6 +107,8 @@ OBS_MEAN = MODEL_OBS_MEAN
 OBS_SCALE = f"{OBS}_scale"
 #: Name of the group holding the guide's parameters and the ELBO trace.
 VARIATIONAL = "variational"
+#: Variable of the ``predictions`` group: log p(y_n | W_s) of the held-out targets.
+HELD_OUT_LOG_LIK = f"{OBS}_log_lik"
 
 
 def arviz_major_version() -> int:
@@ -529,7 +533,11 @@ def to_inference_data(
         else its fixed set in order; every group's ``attrs`` record ``posterior_type`` (its
         class name) and ``independent_draws`` (1: fresh independent draws, not a Markov chain;
         0: a fixed set), and ``inference`` is ``"draws"``.
-    :param x: inputs ``(N, ...)``.
+    :param x: inputs ``(N, ...)``: **the training data** when the result is for ``az.loo`` /
+        ``az.waic`` / ``az.compare``, which estimate out-of-sample fit from the
+        ``log_likelihood`` of the data the posterior was fitted to (on held-out rows their
+        estimate means nothing); put held-out rows into the ``predictions`` groups with
+        :func:`add_predictions`.
     :param y: targets ``(N, ...)``; without them there is no ``log_likelihood`` or
         ``observed_data`` group, and ``posterior_predictive`` holds draws of y.
     :param num_samples: draws from the guide (required for a BNN) or from a posterior that draws
@@ -877,3 +885,97 @@ def psis_khat(
         )
     log_weights, khat = psislw(log_ratios)
     return PSISResult(khat, _reading(khat), log_weights, log_ratios)
+
+
+# ================================================================================ held-out rows
+def _group_datasets(data: ArviZData) -> dict[str, xr.Dataset]:
+    """``{group: Dataset}`` of an ``az.InferenceData`` (0.x) or an ``xarray.DataTree`` (1.x)."""
+    if arviz_major_version() >= 1:
+        return {str(name): node.to_dataset() for name, node in data.children.items()}
+    return {name: getattr(data, name) for name in data.groups()}
+
+
+def add_predictions(
+    data: ArviZData,
+    fitted: BNN | MCMC | Posterior | Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    num_samples: int | None = None,
+    bnn: BNN | None = None,
+    class_labels: Sequence[Any] | None = None,
+    seed: int | None = None,
+    chunk_size: int | None = None,
+) -> ArviZData:
+    """Add held-out rows to an export as ArviZ's out-of-sample groups.
+
+    ``data`` is :func:`to_inference_data` on the training data; the new rows go into
+
+    =============================  =============================================================
+    group                          content (dims)
+    =============================  =============================================================
+    ``predictions``                ``"obs"``: one y drawn per weight draw (chain, draw, obs_id,
+                                   ...); ``"obs_mean"`` E[y | x_n, W_s]; with ``y``,
+                                   ``"obs_log_lik"`` log p(y_n | W_s) (chain, draw, obs_id), and
+                                   the attribute ``lpd``, the held-out log predictive density
+                                   sum_n log mean_s p(y_n | W_s) (nats)
+    ``predictions_constant_data``  ``"x"``: the inputs; with ``y``, ``"obs"``: the held-out targets
+    =============================  =============================================================
+
+    so that ``az.loo`` keeps reading the training data's ``log_likelihood``. The draws are made
+    as by ``to_inference_data(fitted, x, y, ...)`` (arguments as there): fixed samples and MCMC
+    give the same draws as in ``data``; a guide is sampled afresh (with ``seed``).
+
+    :param data: the export of the training data (not modified).
+    :param fitted: what ``data`` was made from (a BNN, MCMC, samples, any posterior).
+    :param x: held-out inputs ``(M, ...)``.
+    :param y: held-out targets ``(M, ...)``, or ``None``.
+    :return: a new ``az.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (1.x) with every
+        group of ``data`` and the two above.
+
+    Example::
+
+        >>> import arviz as az
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x = torch.linspace(-1, 1, 12).unsqueeze(-1)
+        >>> y = torch.sin(3 * x[:, 0])
+        >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+        >>> bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(scale=1.0))
+        >>> _ = bnn.fit(x[:8], y[:8], epochs=2, progress=False)
+        >>> train = to_inference_data(bnn, x[:8], y[:8], num_samples=50, seed=0)
+        >>> both = add_predictions(train, bnn, x[8:], y[8:], num_samples=50, seed=1)
+        >>> both.log_likelihood["obs"].shape, both.predictions["obs_log_lik"].shape
+        ((1, 50, 8), (1, 50, 4))
+        >>> both.predictions_constant_data["x"].shape
+        (4, 1)
+    """
+    new = _group_datasets(
+        to_inference_data(
+            fitted,
+            x,
+            y,
+            num_samples=num_samples,
+            bnn=bnn,
+            class_labels=class_labels,
+            seed=seed,
+            chunk_size=chunk_size,
+        )
+    )
+    groups = _group_datasets(data)
+    predicted = {OBS: new["posterior_predictive"][OBS]}
+    if OBS_MEAN in new["posterior"]:
+        predicted[OBS_MEAN] = new["posterior"][OBS_MEAN]
+    attrs = dict(new["posterior_predictive"].attrs)
+    constant = {"x": new["constant_data"]["x"]}
+    if "log_likelihood" in new:
+        ll = new["log_likelihood"][OBS]
+        predicted[HELD_OUT_LOG_LIK] = ll
+        per_point = np.log(np.exp(ll.values - ll.values.max((0, 1))).mean((0, 1)))
+        attrs["lpd"] = float((per_point + ll.values.max((0, 1))).sum())
+        constant[OBS] = new["observed_data"][OBS]
+    groups["predictions"] = xr.Dataset(predicted, attrs=attrs)
+    groups["predictions_constant_data"] = xr.Dataset(constant, attrs=attrs)
+    return _wrap(groups)

@@ -10,8 +10,11 @@ exit code, and no half-written output: reports are staged and moved into place a
 
 The modules: :mod:`~pyro_bdl.cli.main` (the entry point), :mod:`~pyro_bdl.cli.parser` (the
 options), :mod:`~pyro_bdl.cli.demo` (``demo``, ``quickstart``), :mod:`~pyro_bdl.cli.fit_csv`
-(``fit``), :mod:`~pyro_bdl.cli.csv_io` (reading the CSV), :mod:`~pyro_bdl.cli.report` (report
-folders) and :mod:`~pyro_bdl.cli.common` (what they share). Only torch is imported up front:
+(``fit``), :mod:`~pyro_bdl.cli.csv_io` (reading the CSV), :mod:`~pyro_bdl.cli.training` (the
+epoch limit and the convergence rule), :mod:`~pyro_bdl.cli.baselines` (the linear baselines),
+:mod:`~pyro_bdl.cli.saved` (:func:`load_fit`: reload a fitted model, predict in the data's
+units), :mod:`~pyro_bdl.cli.report` (report folders) and :mod:`~pyro_bdl.cli.common` (what they
+share). Only torch is imported up front:
 the BNN, ArviZ and matplotlib are imported by the functions that use them, so ``pyro-bdl
 --help`` stays fast.
 
@@ -29,6 +32,7 @@ from .demo import DEMO_TEMPERATURE, QUICK, DemoBudget, quickstart, run_demo
 from .fit_csv import run_fit
 from .main import EXIT_ERROR, main
 from .parser import build_parser
+from .saved import FittedModel, load_fit
 
 __all__ = [
     "DEMO_TEMPERATURE",
@@ -38,8 +42,10 @@ __all__ = [
     "CLIError",
     "CSVData",
     "DemoBudget",
+    "FittedModel",
     "build_parser",
     "encode_target",
+    "load_fit",
     "main",
     "quickstart",
     "read_csv",

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,20 +26,24 @@ from .._version import __version__
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from ..arviz import ArviZData
     from ..bnn import BNN, FitResult
     from .report import StagedFolder
+    from .training import ConvergenceRule
 
 __all__ = [
     "DTYPE",
     "CLIError",
     "count_parameters",
     "export_netcdf",
+    "fit_until_converged",
     "fit_with_progress",
     "mlp",
     "one_line",
     "staged",
     "threads",
     "versions",
+    "warn",
 ]
 
 #: dtype of the data and networks the command builds (fast on CPU, same in every session).
@@ -53,6 +58,16 @@ class CLIError(Exception):
         >>> str(CLIError("no such file: 'data.csv'"))
         "no such file: 'data.csv'"
     """
+
+
+def warn(message: str) -> None:
+    """Print ``pyro-bdl: warning: MESSAGE`` as one line on stderr.
+
+    Example::
+
+        >>> warn("the fit has not converged")  # prints on stderr
+    """
+    print(f"pyro-bdl: warning: {one_line(message)}", file=sys.stderr)
 
 
 def one_line(text: str) -> str:
@@ -179,38 +194,107 @@ def fit_with_progress(
         return bnn.fit(x, y, progress=False, callback=callback, **kwargs)
 
 
-def export_netcdf(
+def fit_until_converged(
     bnn: BNN,
     x: Tensor,
     y: Tensor,
+    desc: str,
+    progress: bool,
+    *,
+    epochs: int | None,
+    batch_size: int | None = None,
+    **kwargs: Any,
+) -> tuple[FitResult, ConvergenceRule]:
+    """Fit under the command's convergence rule (:mod:`~pyro_bdl.cli.training`).
+
+    :param bnn: the model to fit.
+    :param x: inputs ``(N, D)``.
+    :param y: targets ``(N,)`` (or soft targets ``(N, C)``).
+    :param desc: the progress bar's label.
+    :param progress: show the bar.
+    :param epochs: the epoch limit, or ``None`` for the limit of
+        :func:`~pyro_bdl.cli.training.plan`.
+    :param batch_size: minibatch size (default: full batches).
+    :param kwargs: passed to :meth:`~pyro_bdl.bnn.BNN.fit` (``lr``, ``seed``, ...).
+    :return: ``(fit record, rule)``; ``rule.converged`` says how the fit ended.
+
+    Example::
+
+        >>> import pyro.distributions as dist
+        >>> from pyro_bdl import BNN, HomoskedasticGaussian
+        >>> x, y = torch.randn(16, 2), torch.randn(16)
+        >>> bnn = BNN(mlp(2, [4], 1), dist.Normal(0.0, 1.0), HomoskedasticGaussian())
+        >>> fit, rule = fit_until_converged(bnn, x, y, "toy", False, epochs=3, seed=0)
+        >>> fit.num_steps, rule.converged
+        (3, False)
+    """
+    from .training import ConvergenceRule, plan
+
+    schedule = plan(len(x), batch_size or len(x), epochs)
+    rule = ConvergenceRule(schedule.window)
+    fit = fit_with_progress(
+        bnn,
+        x,
+        y,
+        desc,
+        progress,
+        epochs=schedule.epochs,
+        batch_size=batch_size,
+        callbacks=[rule],
+        **kwargs,
+    )
+    return fit, rule
+
+
+def export_netcdf(
+    bnn: BNN,
+    train: tuple[Tensor, Tensor],
     path: Path,
     *,
     samples: int,
     fit: FitResult | None,
     seed: int,
     class_labels: Sequence[str] | None = None,
-) -> None:
-    """Write the ArviZ InferenceData of ``bnn`` on ``(x, y)`` to ``path`` (netCDF).
+    held_out: tuple[Tensor, Tensor] | None = None,
+) -> ArviZData:
+    """Write the ArviZ InferenceData of ``bnn`` to ``path`` (netCDF) and return it.
+
+    The ``log_likelihood``, ``posterior_predictive`` and ``observed_data`` groups hold the
+    **training** rows (what ``az.loo`` estimates from); held-out rows go to the ``predictions``
+    and ``predictions_constant_data`` groups (:func:`pyro_bdl.arviz.add_predictions`).
 
     :param bnn: a fitted BNN.
-    :param x: inputs ``(N, D)``.
-    :param y: observed targets ``(N,)``.
+    :param train: the training inputs ``(N, D)`` and targets ``(N,)``, as the fit saw them.
     :param path: the ``.nc`` file to write.
     :param samples: posterior draws.
     :param fit: the fit record (its ELBO trace goes into the ``variational`` group), if any.
     :param seed: random seed of the draws.
     :param class_labels: class names, for a classifier.
+    :param held_out: test inputs and targets, if any.
 
     Example::
 
-        >>> export_netcdf(bnn, x, y, Path("bnn.nc"), samples=100, fit=fit, seed=0)  # doctest: +SKIP
+        >>> idata = export_netcdf(  # doctest: +SKIP
+        ...     bnn, (x, y), Path("bnn.nc"), samples=100, fit=fit, seed=0, held_out=(xt, yt)
+        ... )
     """
-    from ..arviz import to_inference_data
+    from ..arviz import add_predictions, to_inference_data
 
+    x, y = train
     idata = to_inference_data(
         bnn, x, y, num_samples=samples, fit_result=fit, seed=seed, class_labels=class_labels
     )
+    if held_out is not None:
+        idata = add_predictions(
+            idata,
+            bnn,
+            *held_out,
+            num_samples=samples,
+            seed=seed + 1,
+            class_labels=class_labels,
+        )
     idata.to_netcdf(str(path))
+    return idata
 
 
 def versions() -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,12 +38,14 @@ class CSVData:
     :param x: one row of feature values per data line.
     :param target: the target column's name.
     :param y: the target's cells, stripped, one per data line.
+    :param notes: what was done to the file's columns (a dropped row index, ignored columns),
+        one sentence each, for the report.
 
     Example::
 
         >>> data = CSVData(Path("d.csv"), ["a"], [[1.0], [2.0]], "y", ["u", "v"])
-        >>> len(data.x), data.y
-        (2, ['u', 'v'])
+        >>> len(data.x), data.y, data.notes
+        (2, ['u', 'v'], [])
     """
 
     path: Path
@@ -51,47 +53,108 @@ class CSVData:
     x: list[list[float]]
     target: str
     y: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
-def read_csv(path: str | Path, target: str) -> CSVData:
-    """Read a CSV file with a header row; every column but ``target`` must be numeric.
+def read_csv(
+    path: str | Path,
+    target: str,
+    *,
+    features: Sequence[str] | None = None,
+    drop: Sequence[str] = (),
+) -> CSVData:
+    """Read a CSV file with a header row; every feature column must be numeric.
 
-    Cells and column names are stripped; blank lines are skipped.
+    Cells and column names are stripped; blank lines are skipped. A first column without a name
+    that holds the row numbers 0, 1, 2, ... (the index pandas writes unless ``index=False``) is
+    dropped, with a note.
 
     :param path: the CSV file (UTF-8, an optional byte-order mark).
     :param target: the name of the target column (any text).
+    :param features: the feature columns to use, in this order (default: every other column).
+    :param drop: columns to ignore (not read as numbers); not with ``features``.
     :raises CLIError: for a missing or unreadable file, a malformed CSV (ragged rows, bad
-        quoting, no data), a missing target column, or a non-numeric or missing feature value.
+        quoting, no data), a missing target column, an unknown column in ``features`` or
+        ``drop``, or a non-numeric or missing feature value.
 
     Example::
 
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     path = Path(tmp) / "d.csv"
-        ...     _ = path.write_text("a, label ,b\\n1,x,2\\n3e0, y ,-4\\n")
-        ...     data = read_csv(path, "label")
+        ...     _ = path.write_text(",a, label ,b,id\\n0,1,x,2,p\\n1,3e0, y ,-4,q\\n")
+        ...     data = read_csv(path, "label", drop=["id"])
         >>> data.features, data.x, data.y
         (['a', 'b'], [[1.0, 2.0], [3.0, -4.0]], ['x', 'y'])
+        >>> data.notes[0]  # doctest: +ELLIPSIS
+        'The first column has no name and holds the row numbers 0..1 ...'
     """
     path = Path(path)
     records = _records(path)
+    records, notes = _drop_row_index(path, records)
     names = _column_names(path, records)
     rows = records[1:]
     if target not in names:
         raise CLIError(f"target column {target!r} not in {str(path)!r}; its columns are {names}")
     t = names.index(target)
-    features = [c for c in names if c != target]
-    if not features:
+    chosen = _feature_columns(path, names, target, features, drop)
+    if not chosen:
         raise CLIError(f"{str(path)!r} has no feature columns besides the target {target!r}")
+    ignored = [c for c in names if c not in chosen and c != target]
+    if ignored:
+        notes.append(f"Columns not used as features: {', '.join(map(repr, ignored))}.")
+    index = [names.index(c) for c in chosen]
     x: list[list[float]] = []
     y: list[str] = []
     for n, row in rows:
-        x.append([_feature(names[j], n, cell) for j, cell in enumerate(row) if j != t])
+        x.append([_feature(names[j], n, row[j]) for j in index])
         label = row[t].strip()
         if not label:
             raise CLIError(f"target column {target!r} is empty on line {n}")
         y.append(label)
-    return CSVData(path, features, x, target, y)
+    return CSVData(path, list(chosen), x, target, y, notes)
+
+
+def _feature_columns(
+    path: Path,
+    names: list[str],
+    target: str,
+    features: Sequence[str] | None,
+    drop: Sequence[str],
+) -> list[str]:
+    """The feature columns: ``features`` as given, or every column but the target and ``drop``."""
+    asked = [*(features or ()), *drop]
+    unknown = [c for c in asked if c not in names]
+    if unknown:
+        raise CLIError(
+            f"no column(s) {unknown} in {str(path)!r} (--features / --drop); its columns are "
+            f"{names}"
+        )
+    if target in asked:
+        raise CLIError(f"the target column {target!r} cannot be a feature or dropped")
+    if features is not None:
+        repeated = sorted({c for c in features if list(features).count(c) > 1})
+        if repeated:
+            raise CLIError(f"--features names {repeated} more than once")
+        return list(features)
+    return [c for c in names if c != target and c not in drop]
+
+
+def _drop_row_index(
+    path: Path, records: list[tuple[int, list[str]]]
+) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    """Drop a leading unnamed column of row numbers 0, 1, 2, ... (a pandas index)."""
+    header = records[0][1]
+    if len(header) < 2 or header[0].strip() or any(len(r) != len(header) for _, r in records):
+        return records, []
+    cells = [row[0].strip() for _, row in records[1:]]
+    if cells != [str(i) for i in range(len(cells))]:
+        return records, []
+    note = (
+        f"The first column has no name and holds the row numbers 0..{len(cells) - 1} (the index "
+        "pandas writes; `to_csv(..., index=False)` leaves it out): it was dropped."
+    )
+    return [(n, row[1:]) for n, row in records], [note]
 
 
 def _records(path: Path) -> list[tuple[int, list[str]]]:
@@ -119,9 +182,12 @@ def _column_names(path: Path, records: list[tuple[int, list[str]]]) -> list[str]
     """The header's stripped names, checked: none empty or repeated, every row as wide."""
     header_line, header = records[0]
     names = [h.strip() for h in header]
-    if any(not n for n in names):
+    empty = [i + 1 for i, n in enumerate(names) if not n]
+    if empty:
         raise CLIError(
-            f"malformed CSV {str(path)!r}: empty column name in the header (line {header_line})"
+            f"malformed CSV {str(path)!r}: empty column name in the header (line {header_line}, "
+            f"column {empty[0]}); name every column (a file written by pandas needs "
+            "`to_csv(..., index=False)`)"
         )
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -168,7 +234,9 @@ def encode_target(values: Sequence[str], task: str) -> tuple[str, Tensor, list[s
     :return: ``(task, y, classes, reason)``: y is a float tensor (regression) or long labels
         ``0..K-1`` with ``classes[k]`` the original label of ``k`` (sorted numerically if every
         label is a number, else as text).
-    :raises CLIError: a non-numeric regression target, or fewer than 2 classes.
+    :raises CLIError: a non-numeric regression target, fewer than 2 classes, or numeric classes
+        that look continuous (more than :data:`MAX_NUMERIC_CLASSES` distinct numbers with fewer
+        than :data:`MIN_ROWS_PER_CLASS` rows each on average).
 
     Example::
 
@@ -204,12 +272,29 @@ def encode_target(values: Sequence[str], task: str) -> tuple[str, Tensor, list[s
         return task, torch.tensor(floats, dtype=DTYPE), None, reason
     if numeric:
         keys = sorted(set(values), key=lambda v: (float(v), v))
+        _refuse_continuous_classes(len(set(floats)), len(values))
     else:
         keys = sorted(set(values))
     if len(keys) < 2:
         raise CLIError(f"classification needs at least 2 classes, but the target has {keys}")
     index = {k: i for i, k in enumerate(keys)}
     return task, torch.tensor([index[v] for v in values], dtype=torch.long), keys, reason
+
+
+#: A numeric target with more distinct values than this ...
+MAX_NUMERIC_CLASSES = 20
+#: ... and fewer rows per value than this, on average, looks continuous: not class labels.
+MIN_ROWS_PER_CLASS = 5
+
+
+def _refuse_continuous_classes(distinct: int, rows: int) -> None:
+    """Refuse numeric "class labels" that look like a continuous quantity."""
+    if distinct > MAX_NUMERIC_CLASSES and rows < MIN_ROWS_PER_CLASS * distinct:
+        raise CLIError(
+            f"the target looks continuous, not like class labels: {distinct} distinct numbers "
+            f"in {rows} rows ({rows / distinct:.1f} rows per class); use --task regression, or "
+            "write the labels as text (e.g. 'c25') if they really are classes"
+        )
 
 
 def split_rows(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor, bool]:

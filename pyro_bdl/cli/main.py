@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,12 +34,23 @@ def _error(message: str) -> int:
     return EXIT_ERROR
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush of a closed pipe
+    prints nothing ("Exception ignored ... BrokenPipeError")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pyro-bdl``; returns the exit code.
 
     :param argv: the arguments after the program name (default: ``sys.argv[1:]``).
-    :return: 0 on success, :data:`EXIT_ERROR` after an error printed as one line on stderr,
-        130 when interrupted.
+    :return: 0 on success (also when stdout is a pipe closed before the summary was printed,
+        as in ``pyro-bdl fit ... | head -2``), :data:`EXIT_ERROR` after an error printed as one
+        line on stderr, 130 when interrupted.
     :raises SystemExit: from argparse: code 0 after ``--help`` or ``--version``, 2 after a usage
         error.
 
@@ -65,10 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(run_fit(args))
         else:
             parser.print_help()
+        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's last flush
     except (CLIError, OutputError) as error:
         return _error(str(error))
     except DivergenceError as error:
         return _error(f"{error} (--lr sets the learning rate)")
+    except BrokenPipeError:
+        # The reader of stdout went away (`pyro-bdl fit ... | head -2`) while the summary was
+        # printed, after the run was complete: that is not an error of the run.
+        _silence_stdout()
+        return 0
     except OSError as error:  # e.g. the disk filled up while writing the report
         where = f"{error.filename}: " if error.filename else ""
         return _error(f"{where}{error.strerror or error}")

@@ -7,7 +7,9 @@ Example::
 
     >>> args = build_parser().parse_args(["fit", "data.csv", "--target", "price"])
     >>> args.command, args.target, args.epochs, args.hidden
-    ('fit', 'price', 300, [50])
+    ('fit', 'price', None, [10])
+    >>> build_parser().parse_args(["fit", "data.csv", "--target", "y", "--hidden", "0"]).hidden
+    []
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
 
 from .._version import __version__
 
@@ -30,6 +33,36 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _hidden_units(text: str) -> int:
+    """Units of one hidden layer: an integer >= 0 (``0`` alone: no hidden layer)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+class _HiddenLayers(argparse.Action):
+    """``--hidden 64 32`` -> ``[64, 32]``; ``--hidden 0`` -> ``[]`` (a linear model)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        units = list(values)
+        if 0 in units and units != [0]:
+            raise argparse.ArgumentError(
+                self,
+                f"0 (no hidden layer) must be given alone, got {' '.join(map(str, units))}",
+            )
+        setattr(namespace, self.dest, [u for u in units if u > 0])
 
 
 def _positive_float(text: str) -> float:
@@ -101,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit mean-field and MC-dropout BNNs on a 1-D toy regression and on "
         "scikit-learn's 8x8 digits, distil a small student from the dropout BNN's posterior "
         "predictive, and write a report folder: report.md with the metrics table, PNG figures "
-        "(regression bands, reliability diagrams, ELBO traces) and one ArviZ netCDF per BNN. "
-        "About 2 minutes on 2 CPU cores; needs scikit-learn.",
+        "(regression bands, reliability diagrams, ELBO traces, posterior predictive checks) and "
+        "one ArviZ netCDF per BNN. Needs scikit-learn. For how long it runs, see 'Timings' in "
+        "the README (the report states its own wall time).",
     )
     demo.add_argument(
         "--out",
@@ -115,34 +149,57 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--quick",
         action="store_true",
-        help="tiny budget (a few seconds; for tests, the numbers mean nothing)",
+        help="tiny budget, a smoke test (the numbers mean nothing)",
     )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     fit = sub.add_parser(
         "fit",
         help="fit a BNN to a CSV file and write a report with the fitted posterior",
-        description="Fit a BNN (one or more ReLU hidden layers, N(0, 1) prior on every weight) "
-        "to a CSV file with a header row and numeric feature columns. Features are standardised "
-        "with the training statistics; a regression target is standardised too and reported in "
-        "its original units; class labels (strings or integers) are mapped to 0..K-1 in sorted "
-        "order. Writes report.md, figures, model.json, the posterior (posterior.pt, for "
-        "BNN.load) and an ArviZ netCDF of the test set.",
+        description="Fit a BNN (ReLU hidden layers, a Gaussian prior on every weight; "
+        "--hidden 0 for Bayesian linear or logistic regression) to a CSV file with a header row "
+        "and numeric feature columns. Features are standardised with the training statistics; "
+        "a regression target is standardised too and reported in its original units; class "
+        "labels (strings or integers) are mapped to 0..K-1 in sorted order. The fit runs until "
+        "the ELBO has converged (see --epochs); the report compares it with a linear baseline "
+        "(ridge or logistic regression). Writes report.md, figures, model.json, the posterior "
+        "(posterior.pt; reload with pyro_bdl.cli.load_fit) and an ArviZ netCDF (training-data "
+        "log-likelihood for LOO, the test rows as predictions).",
     )
     fit.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
     fit.add_argument("--target", required=True, metavar="COL", help="name of the target column")
+    columns = fit.add_mutually_exclusive_group()
+    columns.add_argument(
+        "--features",
+        nargs="+",
+        metavar="COL",
+        help="use only these feature columns (default: every column but the target)",
+    )
+    columns.add_argument(
+        "--drop", nargs="+", default=[], metavar="COL", help="columns to ignore (ids, notes, ...)"
+    )
     fit.add_argument(
         "--task",
         choices=("auto", "regression", "classification"),
         default="auto",
         help="auto (default): classification if the target is not numeric or holds at most 10 "
-        "distinct integers, else regression",
+        "distinct integers, else regression; a numeric target that looks continuous is refused "
+        "as classes",
     )
     fit.add_argument(
         "--guide",
         choices=("meanfield", "dropout"),
         default="meanfield",
         help="meanfield: a Gaussian per weight (default); dropout: MC dropout as VI",
+    )
+    fit.add_argument(
+        "--prior",
+        choices=("auto", "fan-in", "unit"),
+        default="auto",
+        help="fan-in: N(0, 1/fan-in) on every weight and bias (Neal 1996): the prior's functions "
+        "have the scale of a standardised target at any width; unit: N(0, 1), wide enough for "
+        "the logits of confident classes; auto (default): fan-in for regression, unit for "
+        "classification",
     )
     fit.add_argument(
         "--dropout-p",
@@ -152,18 +209,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop probability of the dropout guide (default 0.1)",
     )
     fit.add_argument(
-        "--epochs", type=_positive_int, default=300, help="passes over the data (default 300)"
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="at most this many passes over the data (default: 20000 steps' worth, at least 10 "
+        "convergence windows). The fit stops earlier once converged: the step size is cut by 3 "
+        "at each plateau of the ELBO and the fourth plateau ends the fit; a fit that reaches "
+        "the limit first is reported as not converged",
     )
     fit.add_argument(
         "--hidden",
-        type=_positive_int,
+        type=_hidden_units,
+        action=_HiddenLayers,
         nargs="+",
-        default=[50],
+        default=[10],
         metavar="UNITS",
-        help="units per hidden layer, e.g. --hidden 64 32 (default: one layer of 50)",
+        help="units per hidden layer, e.g. --hidden 64 32 (default: one layer of 10: on small "
+        "tabular data a mean-field posterior leaves the units a wider layer does not need at "
+        "their prior, and their spread is fitted as noise); --hidden 0: no hidden layer, i.e. "
+        "Bayesian linear or logistic regression",
     )
     fit.add_argument(
-        "--lr", type=_positive_float, default=1e-2, help="Adam step size (default 0.01)"
+        "--lr", type=_positive_float, default=1e-2, help="initial Adam step size (default 0.01)"
     )
     fit.add_argument(
         "--batch-size", type=_positive_int, default=128, help="minibatch size (default 128)"
@@ -204,7 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit a mean-field BNN on a 1-D toy regression with a gap in the inputs and "
         "print predictive mean and total / aleatoric / epistemic std at a few inputs.",
     )
-    quick.add_argument("--epochs", type=int, default=2000, help="SVI epochs (default 2000)")
+    quick.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=2000,
+        help="at most this many SVI epochs (default 2000; the fit stops once converged)",
+    )
     quick.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     quick.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser

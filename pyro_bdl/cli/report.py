@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import checks
+
 if TYPE_CHECKING:
     import numpy as np
     from matplotlib.axes import Axes
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
     from ..bnn import FitResult
     from ..uncertainty import Prediction
+    from .checks import LOOSummary
 
 __all__ = [
     "CLASSIFICATION_COLUMNS",
@@ -486,8 +489,14 @@ class DemoResults:
     :param digits: the classifiers, the distilled student last; ``details`` holds
         ``"parameters"`` (and ``"agreement"`` with the teacher for the student).
     :param digits_data: ``n_train``, ``y_test``, ``classes``, ``epochs``, ``temperature``.
-    :param exports: ``(file name, description)`` of each netCDF written.
+    :param exports: ``(file name, description)`` of each netCDF written; the models of those
+        files hold ``details["idata"]`` (the export) and ``details["loo"]`` (its
+        :class:`~pyro_bdl.cli.checks.LOOSummary`).
     :param seconds: wall time of the run.
+    :param baselines: the linear baselines, ``{"regression": ..., "digits": ...}``
+        (``details["description"]``: one line).
+
+    Every BNN's ``details`` hold ``"converged"`` and ``"convergence"`` (one sentence).
 
     :func:`~pyro_bdl.cli.demo.run_demo` builds one and passes it to :func:`write_demo_report`.
     """
@@ -502,6 +511,49 @@ class DemoResults:
     digits_data: dict[str, Any]
     exports: list[tuple[str, str]]
     seconds: float
+    baselines: dict[str, ModelResult] = field(default_factory=dict)
+
+
+def _demo_checks(report: Report, r: DemoResults) -> None:
+    """The demo report's model checks: LOO against held-out density, PPCs, test fit."""
+    exported = [
+        (task, m)
+        for task, models in (("regression", r.regression), ("digits", r.digits))
+        for m in models
+        if "loo" in m.details
+    ]
+    if not exported:
+        return
+    report.heading("Model checks")
+    rows = [
+        (f"{task}, {m.name}", m.details["loo"], m.details["parameters"], 0.0)
+        for task, m in exported
+    ]
+    report.table(*checks.loo_table(rows))
+    report.text(checks.LOO_NOTE)
+    fig, axes = new_figure(2, 2, (11.0, 8.0))
+    for ax, (task, m) in zip(axes.ravel(), exported, strict=False):
+        checks.ppc_panel(ax, m.details["idata"], f"{task} · {m.name}")
+        ax.set_xlabel("y" if task == "regression" else "class label")
+    for ax in axes.ravel()[len(exported) :]:
+        ax.set_visible(False)
+    report.figure(
+        fig,
+        "ppc.png",
+        "Posterior predictive checks on the training rows: the distribution of the observed "
+        "targets (black) against data sets replicated from the posterior predictive (blue), "
+        "drawn by ArviZ.",
+    )
+    fig, axes = new_figure(1, len(r.regression), (5.5 * len(r.regression), 4.5))
+    for ax, m in zip(axes[0], r.regression, strict=True):
+        observed_vs_predicted(ax, r.regression_data["y_test"], m.require_prediction())
+        ax.set_title(f"{m.name}: coverage {m.metrics['95% coverage']:.3f}")
+    report.figure(
+        fig,
+        "regression_test.png",
+        "Toy regression, test set: predicted against observed targets with 95 % predictive "
+        "intervals.",
+    )
 
 
 def write_demo_report(results: DemoResults, folder: Path) -> Path:
@@ -527,26 +579,53 @@ def write_demo_report(results: DemoResults, folder: Path) -> Path:
         + ("\n\n**Quick budget: these numbers are not meaningful.**" if r.quick else "")
     )
 
+    unfinished = [
+        f"{task}, {m.name}"
+        for task, models in (("regression", r.regression), ("digits", r.digits))
+        for m in models
+        if not m.details.get("converged", True)
+    ]
+    if unfinished:
+        report.text(checks.not_converged_warning(f"not converged: {'; '.join(unfinished)}"))
+
     report.heading("Summary")
+    extra = [r.baselines[k] for k in ("regression",) if k in r.baselines]
     report.text("1-D toy regression, test set:")
-    report.table(*metrics_table(r.regression, REGRESSION_COLUMNS))
+    report.table(*metrics_table([*r.regression, *extra], REGRESSION_COLUMNS))
     report.text("Digits, test set:")
-    report.table(*metrics_table(r.digits, CLASSIFICATION_COLUMNS))
-    report.text(_METRICS_NOTE)
+    extra = [r.baselines[k] for k in ("digits",) if k in r.baselines]
+    report.table(*metrics_table([*r.digits, *extra], CLASSIFICATION_COLUMNS))
+    lines = "; ".join(b.details["description"] for b in r.baselines.values())
+    report.text(_METRICS_NOTE + (f" Linear baselines ({lines})." if lines else ""))
 
     report.heading("1-D toy regression")
     info = reg["info"]
     report.text(
         f"{len(reg['y'])} training points y = sin(4x) + 0.1·ε on [-1, 1] with no inputs in the "
         f"gap {info.gap}; {reg['n_test']} test points from the same distribution (another "
-        f"seed). Gaussian likelihood with a learned noise std; {reg['epochs']} full-batch epochs."
+        f"seed). Gaussian likelihood with a learned noise std; at most {reg['epochs']} "
+        "full-batch epochs, until the ELBO converges (the step size is cut by 3 at each "
+        "plateau; the fourth plateau ends the fit)."
     )
     report.table(
-        ["model", "network", "guide", "noise std (true 0.1)"],
+        ["model", "network", "guide", "noise std (true 0.1)", "fit"],
         [
-            [m.name, m.details["network"], f"`{m.details['guide']}`", m.metrics["noise std"]]
+            [
+                m.name,
+                m.details["network"],
+                f"`{m.details['guide']}`",
+                m.metrics["noise std"],
+                m.details.get("convergence", "—"),
+            ]
             for m in r.regression
         ],
+    )
+    report.text(
+        "A learned noise std above the truth widens every interval: with a mean-field or "
+        "dropout posterior, the spread of the network's function over the training inputs is "
+        "partly fitted as noise, and counted again in the predictive. Wider networks (more "
+        "units left at the prior) or higher drop rates make this worse; the coverage column "
+        "above shows how close to 95 % the intervals come."
     )
     fig, axes = new_figure(1, len(r.regression), (6.0 * len(r.regression), 4.2))
     for ax, m in zip(axes[0], r.regression, strict=True):
@@ -572,8 +651,9 @@ def write_demo_report(results: DemoResults, folder: Path) -> Path:
     report.text(
         f"scikit-learn's 8x8 digits: {dig['n_train']} training and {len(dig['y_test'])} test "
         f"images (stratified split), a 64 → 100 → {n_classes} ReLU network "
-        f"({teacher.details['parameters']} weights), categorical likelihood, "
-        f"{dig['epochs']} epochs of minibatches of 128."
+        f"({teacher.details['parameters']} weights), categorical likelihood, at most "
+        f"{dig['epochs']} epochs of minibatches of 128 (the same convergence rule). "
+        + " ".join(f"{m.name}: {m.details['convergence']}." for m in r.digits[:2])
     )
     share = student.details["parameters"] / teacher.details["parameters"]
     report.text(
@@ -613,12 +693,17 @@ def write_demo_report(results: DemoResults, folder: Path) -> Path:
         "the right axis.",
     )
 
+    _demo_checks(report, r)
+
     report.heading("ArviZ files")
     report.text(
-        "One netCDF per BNN, on its test set: groups `posterior` (`obs_mean`, the per-draw "
-        "predictive mean), `posterior_predictive`, `log_likelihood` (pointwise, for "
-        "`az.loo`/`az.compare`), `observed_data`, `constant_data` and `variational` (guide "
-        "parameters, ELBO trace). Open one with `arviz.from_netcdf(path)`."
+        "One netCDF per BNN. The **training** rows: `posterior` (`obs_mean`, the per-draw "
+        "predictive mean), `posterior_predictive`, `log_likelihood` (pointwise, what "
+        "`az.loo`/`az.compare` read), `observed_data` and `constant_data`. The **test** rows: "
+        "`predictions` (draws of y, `obs_mean`, the per-draw log-likelihood `obs_log_lik` and "
+        "the attribute `lpd`, their log predictive density) and `predictions_constant_data` "
+        "(inputs `x`, targets `obs`). Plus `variational` (guide parameters, ELBO trace). Open "
+        "one with `arviz.from_netcdf(path)`."
     )
     report.table(["file", "model"], [[f"`{n}`", d] for n, d in r.exports])
     report.text(f"Wall time of the run: {r.seconds:.0f} s.")
@@ -633,13 +718,20 @@ class FitReport:
     :param title: the data file's name.
     :param intro: the opening paragraph (data, task, split).
     :param model: the BNN's row; ``details`` holds ``"description"`` (one paragraph).
-    :param baseline: the trivial predictor's row (training mean or majority class).
-    :param columns: metric columns.
+    :param baselines: the linear baseline (``details["description"]``) and the trivial
+        predictor (training mean or majority class).
     :param regression: whether the task is regression.
     :param y_test: test targets in original units (regression) or labels.
     :param classes: ``(label, class name, rows)`` per class (classification).
     :param note: paragraph under the metrics table.
-    :param files: paragraph describing the files and how to reload the posterior.
+    :param files: paragraph describing the files and how to reload the model.
+    :param convergence: one sentence on how the fit ended.
+    :param converged: whether it converged (else the report opens with a warning).
+    :param idata: the exported InferenceData (training rows; held-out rows as predictions).
+    :param loo: its :class:`~pyro_bdl.cli.checks.LOOSummary`.
+    :param target_shift: log(target std) for regression (log densities of the standardised
+        target minus it are in the target's units), else 0.
+    :param parameters: the number of weights of the network.
 
     :func:`~pyro_bdl.cli.fit_csv.run_fit` builds one and passes it to :func:`write_fit_report`.
     """
@@ -647,17 +739,32 @@ class FitReport:
     title: str
     intro: str
     model: ModelResult
-    baseline: ModelResult
-    columns: Sequence[str]
+    baselines: list[ModelResult]
     regression: bool
     y_test: Tensor
     classes: list[tuple[int, str, int]] | None
     note: str
     files: str
+    convergence: str
+    converged: bool
+    idata: Any
+    loo: LOOSummary
+    target_shift: float
+    parameters: int
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The metric columns of the report's table."""
+        return (
+            ("RMSE", "test LL", "95% coverage", "noise std", "ELBO/N", "fit s")
+            if self.regression
+            else ("accuracy", "NLL", "ECE", "Brier", "ELBO/N", "fit s")
+        )
 
 
 def write_fit_report(results: FitReport, folder: Path) -> Path:
-    """Write ``report.md`` and ``diagnostics.png`` for ``pyro-bdl fit``; return the path.
+    """Write ``report.md``, ``diagnostics.png`` and ``checks.png`` for ``pyro-bdl fit``;
+    return the report's path.
 
     :param results: what the report shows.
     :param folder: the (staged) report folder.
@@ -671,10 +778,17 @@ def write_fit_report(results: FitReport, folder: Path) -> Path:
 
     r = results
     report = Report(f"pyro-bdl fit: {r.title}", folder)
+    if not r.converged:
+        report.text(checks.not_converged_warning(r.convergence))
     report.text(r.intro)
     report.heading("Metrics")
-    report.table(*metrics_table([r.model, r.baseline], r.columns))
-    report.text(r.note)
+    rows = [r.model, *r.baselines]
+    report.table(*metrics_table(rows, r.columns))
+    linear = r.baselines[0]
+    report.text(
+        f"{r.note} The linear baseline is {linear.details['description']}, fitted to the same "
+        "standardised features: a BNN that does no better than it does not earn its keep."
+    )
     if r.classes is not None:
         report.heading("Classes", 3)
         report.table(["label", "class", "rows"], [[i, f"`{c}`", n] for i, c, n in r.classes])
@@ -684,11 +798,34 @@ def write_fit_report(results: FitReport, folder: Path) -> Path:
     elbo_panel(axes[0, 0], r.model.require_fit(), "Training objective")
     if r.regression:
         observed_vs_predicted(axes[0, 1], r.y_test, r.model.require_prediction())
-        caption = "ELBO trace; observed against predicted targets with 95 % intervals."
+        caption = "ELBO trace; observed against predicted test targets with 95 % intervals."
     else:
         reliability_diagram(r.model.require_prediction(), r.y_test, ax=axes[0, 1])
-        caption = "ELBO trace; reliability diagram of the predictions."
+        caption = "ELBO trace; reliability diagram of the test predictions."
     report.figure(fig, "diagnostics.png", caption)
+
+    report.heading("Model checks")
+    shift = r.target_shift
+    report.table(*checks.loo_table([(r.model.name, r.loo, r.parameters, shift)]))
+    units = (
+        " Per-row log densities are in the target's units (the netCDF holds the standardised "
+        f"target: subtract log(target std) = {shift:.4g} from its log densities)."
+        if r.regression
+        else ""
+    )
+    report.text(checks.LOO_NOTE + units)
+    fig, axes = new_figure(1, 1, (6.0, 4.2))
+    checks.ppc_panel(axes[0, 0], r.idata, "Posterior predictive check, training rows")
+    if r.regression:
+        axes[0, 0].set_xlabel("standardised target")
+    else:
+        axes[0, 0].set_xlabel("class label")
+    report.figure(
+        fig,
+        "checks.png",
+        "Posterior predictive check: the distribution of the training targets (black) against "
+        "data sets replicated from the posterior predictive (blue), drawn by ArviZ.",
+    )
     report.heading("Files")
     report.text(r.files)
     return report.write()

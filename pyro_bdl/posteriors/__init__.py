@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from .ensemble import DeepEnsemble, GuideMixture
 from .laplace import Laplace, map_to_net
+from .sgmcmc import SGHMC, SGLD, Cyclical
 from .swag import SWAG, SWAGCollector
 
-__all__ = ["SWAG", "DeepEnsemble", "GuideMixture", "Laplace", "SWAGCollector", "map_to_net"]
+__all__ = [
+    "SGHMC",
+    "SGLD",
+    "SWAG",
+    "Cyclical",
+    "DeepEnsemble",
+    "GuideMixture",
+    "Laplace",
+    "SWAGCollector",
+    "map_to_net",
+]

@@ -33,3 +33,20 @@ def expect_error(capsys, argv, message):
     assert captured.err.startswith("pyro-bdl: error: ") and captured.err.count("\n") == 1
     assert re.search(message, captured.err), captured.err
     assert captured.out == ""
+
+
+def psis_loo(idata):
+    """``az.loo`` of an export (a large k̂ is what the reports count, not a test failure)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
+        import arviz as az
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        warnings.filterwarnings("ignore", message="The point-wise LOO is the same")
+        return az.loo(idata, pointwise=True)
+
+
+def table_row(text, model):
+    """The cells of ``model``'s row in a report's Markdown table, as strings."""
+    line = next(line for line in text.splitlines() if line.startswith(f"| {model} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]

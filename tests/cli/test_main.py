@@ -99,3 +99,22 @@ def test_console_script_entry_point_is_main():
     name, target = (part.strip() for part in scripts.split("="))
     module, attr = target.split(":")
     assert name == "pyro-bdl" and getattr(importlib.import_module(module), attr) is main
+
+
+def test_a_closed_stdout_pipe_is_not_an_error(tmp_path, regression_csv):
+    out = tmp_path / "report"
+    argv = ["fit", str(regression_csv), "--target", "price", "--out", str(out), "--epochs", "2",
+            "--hidden", "4", "--samples", "3", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyro_bdl.cli", *argv],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the summary is printed (`| head -0`)
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
+    assert (out / "report.md").is_file()  # the run was complete

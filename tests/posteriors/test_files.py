@@ -58,3 +58,42 @@ def test_files_that_hold_no_posterior_or_unknown_types_are_refused(tmp_path):
         load_posterior(save_posterior(Odd(), tmp_path / "odd.pt"), bnn)
     with pytest.raises(TypeError, match="Expected a posterior with to_state"):
         save_posterior(object(), tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("kind", ["DeepEnsemble", "SWAG", "SGLD"])
+def test_every_posterior_type_goes_through_the_file(kind, tmp_path):
+    """Ensemble, SWAG and SG-MCMC draws: save_posterior -> load_posterior predicts bitwise."""
+    from pyro_bdl.posteriors import SGLD, SWAG, DeepEnsemble
+
+    bnn, x, y = _linear_bnn()
+    if kind == "DeepEnsemble":
+        post = DeepEnsemble(bnn, 2, seeds=[1, 2])
+        post.fit(x, y, epochs=3, lr=0.01)
+    elif kind == "SWAG":
+        post = SWAG(bnn, rank=3, per="step", start=2)
+        post.fit(x, y, epochs=2, batch_size=10, lr=1e-3, seed=0)
+    else:
+        post = SGLD(bnn, lr=1e-4).run(x, y, num_samples=5, burn_in=3, seed=0)
+    back = load_posterior(save_posterior(post, tmp_path / "p.pt"), bnn)
+    assert type(back) is type(post)
+    num = post.num_draws or 4  # a fixed set is read whole
+    a = bnn.predict(x, num, posterior=post, seed=5).samples
+    assert torch.equal(bnn.predict(x, num, posterior=back, seed=5).samples, a)
+
+
+def test_laplace_exports_to_arviz_as_independent_draws():
+    """A posterior that draws afresh (Laplace) is exported as one chain of independent draws."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing")
+        from pyro_bdl.arviz import to_inference_data
+
+    bnn, x, y = _linear_bnn()
+    lap = Laplace(bnn, hessian="diag")
+    lap.fit(x, y)
+    data = to_inference_data(lap, x, y, bnn=bnn, num_samples=7, seed=0)
+    post = data["posterior"]
+    assert post.sizes["chain"] == 1 and post.sizes["draw"] == 7
+    assert post.attrs["posterior_type"] == "Laplace" and post.attrs["independent_draws"] == 1
+    assert data["log_likelihood"]["obs"].shape == (1, 7, len(x))
