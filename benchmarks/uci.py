@@ -39,9 +39,16 @@ from pyro_bdl.likelihoods import HeteroskedasticGaussian
 from pyro_bdl.metrics import gaussian_test_ll, rmse
 from pyro_bdl.posteriors import SWAG, DeepEnsemble, Laplace, map_to_net
 
+try:  # SG-MCMC: on main since the merge of the sgmcmc branch
+    from pyro_bdl.posteriors.sgmcmc import SGHMC
+except ImportError:  # pragma: no cover - an older checkout
+    SGHMC = None
+
 GUIDES = ("dropout", "meanfield")
-#: ``--posteriors``: the guides and the posterior types of issue #17 (SGHMC: pending, see README)
-POSTERIORS = ("dropout", "meanfield", "ensemble", "laplace-last", "laplace-all", "swag")
+#: ``--posteriors``: the guides and the posterior types of issue #17
+POSTERIORS = ("dropout", "meanfield", "ensemble", "laplace-last", "laplace-all", "swag") + (
+    ("sghmc",) if SGHMC is not None else ()
+)
 #: Published anchors of ``--posteriors`` (as printed in the papers):
 #: Deep Ensembles (Lakshminarayanan et al. 2017, Table 1; +- std over splits) RMSE and NLL;
 #: PBP (Hernandez-Lobato & Adams 2015) test LL.
@@ -293,7 +300,39 @@ def run_swag_split(x_train, y_train, x_test, y_test, cfg: dict, seed: int) -> di
     return {**_score(pred.mean, pred.log_prob(y_t), y_test, y_mean, y_std), "fit_seconds": fit_s}
 
 
+def run_sghmc_split(x_train, y_train, x_test, y_test, cfg: dict, seed: int) -> dict:
+    """SGHMC from a heteroskedastic MAP fit (``point_epochs`` of Adam): ``sghmc_burn_in``
+    epochs of burn-in, then one draw per epoch for ``sghmc_draws`` epochs, minibatches of 128."""
+    assert SGHMC is not None
+    xs, ys, (xt,), y_mean, y_std = _scaled(x_train, y_train, x_test)
+    pyro.clear_param_store()
+    net = make_net(xs.shape[1], cfg["n_hidden"], seed, d_out=2)
+    like = HeteroskedasticGaussian(min_scale=1e-3)
+    start = time.perf_counter()
+    point = BNN(net, dist.Normal(0.0, 1.0), like, guide=AutoDelta)
+    fit_kw = {"batch_size": BATCH_SIZE, "progress": False, "seed": seed}
+    point.fit(xs, ys, epochs=cfg["point_epochs"], lr=cfg["point_lr"], **fit_kw)
+    map_to_net(point, xs)
+    bnn = BNN(net, dist.Normal(0.0, 1.0), like)
+    steps = math.ceil(len(xs) / BATCH_SIZE)  # per epoch
+    sampler = SGHMC(bnn, lr=cfg["sghmc_lr"] / len(xs), alpha=0.1, init="net")
+    post = sampler.run(
+        xs,
+        ys,
+        num_samples=cfg["sghmc_draws"],
+        burn_in=cfg["sghmc_burn_in"] * steps,
+        thin=steps,
+        batch_size=BATCH_SIZE,
+        seed=seed,
+    )
+    fit_s = time.perf_counter() - start
+    pred = bnn.predict(xt, post.num_draws, posterior=post)
+    y_t = (y_test - y_mean) / y_std
+    return {**_score(pred.mean, pred.log_prob(y_t), y_test, y_mean, y_std), "fit_seconds": fit_s}
+
+
 RUNNERS = {
+    "sghmc": run_sghmc_split,
     "dropout": run_dropout_split,
     "meanfield": run_meanfield_split,
     "ensemble": run_ensemble_split,
@@ -449,6 +488,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--swag-rank", type=int, default=10, help="SWAG low-rank K")
     parser.add_argument("--laplace-steps", type=int, default=500, help="prior tuning steps")
     parser.add_argument(
+        "--sghmc-lr", type=float, default=1e-2, help="SGHMC learning rate x N (per-datum scale)"
+    )
+    parser.add_argument("--sghmc-burn-in", type=int, default=20, help="SGHMC burn-in epochs")
+    parser.add_argument("--sghmc-draws", type=int, default=50, help="SGHMC draws (one per epoch)")
+    parser.add_argument(
         "--epochs", type=int, default=None, help=f"default {EPOCH_MULTIPLIER} x n_epochs.txt"
     )
     parser.add_argument(
@@ -488,6 +532,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
         args.dropout_grid = [0.01, 0.05]
         args.point_epochs, args.members = args.point_epochs or 3, min(args.members, 2)
         args.swag_epochs, args.swag_rank, args.laplace_steps = 3, 2, 20
+        args.sghmc_burn_in, args.sghmc_draws = 1, 3
     if not 1 <= args.splits <= 20:
         raise ValueError(f"Expected --splits in [1, 20], but got {args.splits}.")
     data_dir = str(find_uci_dir(args.data_dir))
@@ -514,6 +559,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
         "swag_epochs": args.swag_epochs,
         "swag_rank": args.swag_rank,
         "laplace_steps": args.laplace_steps,
+        "sghmc_lr": args.sghmc_lr,
+        "sghmc_burn_in": args.sghmc_burn_in,
+        "sghmc_draws": args.sghmc_draws,
     }
     for name in args.datasets:  # fail fast on a bad folder, before any fitting
         _dataset(name, data_dir)
