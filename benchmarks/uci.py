@@ -9,6 +9,7 @@ in original units from T Monte-Carlo draws. Mean-field VI on the same network is
     python benchmarks/uci.py                         # 3 data sets x 20 splits, both guides
     python benchmarks/uci.py --jobs 2 --output uci.md
     python benchmarks/uci.py --quick                 # 2 splits, 10 epochs, tiny grid (CI)
+    python benchmarks/uci.py --posteriors --splits 3 # + deep ensembles, Laplace, SWAG
 """
 
 from __future__ import annotations
@@ -28,14 +29,35 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro.infer.autoguide import AutoDelta
 from torch import nn
 
 from pyro_bdl import BNN, HomoskedasticGaussian, MeanFieldNormal
 from pyro_bdl.datasets import UCI_DATASETS, find_uci_dir, load_uci, standardize, uci_splits
 from pyro_bdl.guides import BernoulliDropout
+from pyro_bdl.likelihoods import HeteroskedasticGaussian
 from pyro_bdl.metrics import gaussian_test_ll, rmse
+from pyro_bdl.posteriors import SWAG, DeepEnsemble, Laplace, map_to_net
+
+try:  # SG-MCMC: on main since the merge of the sgmcmc branch
+    from pyro_bdl.posteriors.sgmcmc import SGHMC
+except ImportError:  # pragma: no cover - an older checkout
+    SGHMC = None
 
 GUIDES = ("dropout", "meanfield")
+#: ``--posteriors``: the guides and the posterior types of issue #17
+POSTERIORS = ("dropout", "meanfield", "ensemble", "laplace-last", "laplace-all", "swag") + (
+    ("sghmc",) if SGHMC is not None else ()
+)
+#: Published anchors of ``--posteriors`` (as printed in the papers):
+#: Deep Ensembles (Lakshminarayanan et al. 2017, Table 1; +- std over splits) RMSE and NLL;
+#: PBP (Hernandez-Lobato & Adams 2015) test LL.
+ENSEMBLE_PUBLISHED = {
+    "bostonHousing": ((3.28, 1.00), (2.41, 0.25)),
+    "concrete": ((6.03, 0.58), (3.06, 0.18)),
+    "wine-quality-red": ((0.64, 0.04), (0.94, 0.12)),
+}
+PBP_TEST_LL = {"bostonHousing": -2.57, "concrete": -3.16, "wine-quality-red": -0.97}
 #: Drop probabilities of the grid (Gal's ``dropout_rates.txt``).
 DROPOUT_GRID = (0.005, 0.01, 0.05, 0.1)
 #: Model precision grids in original units (Gal's ``tau_values.txt``).
@@ -77,10 +99,14 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def make_net(d_in: int, n_hidden: int, seed: int) -> nn.Sequential:
-    """``d_in -> n_hidden (ReLU) -> 1`` with Keras' initialisation (Glorot uniform, zero bias)."""
+def make_net(d_in: int, n_hidden: int, seed: int, d_out: int = 1) -> nn.Sequential:
+    """``d_in -> n_hidden (ReLU) -> d_out`` with Keras' initialisation (Glorot uniform, zero bias).
+
+    ``d_out = 2``: a heteroskedastic member's mean and (unconstrained) scale.
+    """
     gen = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Linear(d_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, 1)).to(DTYPE)
+    net = nn.Sequential(nn.Linear(d_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, d_out))
+    net = net.to(DTYPE)
     for layer in (net[0], net[2]):
         nn.init.xavier_uniform_(layer.weight, generator=gen)
         nn.init.zeros_(layer.bias)
@@ -185,6 +211,137 @@ def run_meanfield_split(x_train, y_train, x_test, y_test, cfg: dict, seed: int) 
     return {"rmse": rmse(loc, y_test), "ll": gaussian_test_ll(loc, y_test, tau=tau), "tau": tau}
 
 
+# ---------------------------------------------------------------------------------- --posteriors
+def _score(mean: torch.Tensor, log_prob: torch.Tensor, y_test, y_mean: float, y_std: float):
+    """RMSE and mean test LL in original units from standardised predictive means/densities."""
+    return {
+        "rmse": rmse((mean * y_std + y_mean).unsqueeze(0), y_test),
+        "ll": float(log_prob.mean()) - math.log(y_std),
+    }
+
+
+def _heteroskedastic_bnn(d_in: int, cfg: dict, seed: int) -> BNN:
+    """Mean + scale outputs (Lakshminarayanan et al.'s members), prior N(0, 1) for the MAP."""
+    pyro.clear_param_store()
+    net = make_net(d_in, cfg["n_hidden"], seed, d_out=2)
+    return BNN(net, dist.Normal(0.0, 1.0), HeteroskedasticGaussian(min_scale=1e-3))
+
+
+def run_ensemble_split(x_train, y_train, x_test, y_test, cfg: dict, seed: int) -> dict:
+    """K heteroskedastic MAP members from independent initialisations; the uniform mixture."""
+    xs, ys, (xt,), y_mean, y_std = _scaled(x_train, y_train, x_test)
+    bnn = _heteroskedastic_bnn(xs.shape[1], cfg, seed)
+    k = cfg["members"]
+    ens = DeepEnsemble(bnn, k, seeds=[seed + i for i in range(k)])
+    start = time.perf_counter()
+    ens.fit(xs, ys, epochs=cfg["point_epochs"], batch_size=BATCH_SIZE, lr=cfg["point_lr"])
+    fit_s = time.perf_counter() - start
+    pred = bnn.predict(xt, k, posterior=ens)
+    y_t = (y_test - y_mean) / y_std
+    return {**_score(pred.mean, pred.log_prob(y_t), y_test, y_mean, y_std), "fit_seconds": fit_s}
+
+
+def run_laplace_split(
+    x_train, y_train, x_test, y_test, cfg: dict, seed: int, subset: str = "all"
+) -> dict:
+    """MAP (AutoDelta, learned noise), KFAC Laplace, prior and noise tuned by the evidence.
+
+    Prediction: the linearised (GLM) predictive N(m(x), J Sigma J^T + sigma^2).
+    """
+    xs, ys, (xt,), y_mean, y_std = _scaled(x_train, y_train, x_test)
+    pyro.clear_param_store()
+    bnn = BNN(
+        make_net(xs.shape[1], cfg["n_hidden"], seed),
+        dist.Normal(0.0, 1.0),
+        HomoskedasticGaussian(init_scale=0.5),
+        guide=AutoDelta,
+    )
+    start = time.perf_counter()
+    bnn.fit(
+        xs,
+        ys,
+        epochs=cfg["point_epochs"],
+        batch_size=BATCH_SIZE,
+        lr=cfg["point_lr"],
+        progress=False,
+        seed=seed,
+    )
+    map_to_net(bnn, xs)
+    lap = Laplace(bnn, hessian="kron", subset=subset).fit(xs, ys)
+    lap.optimize_prior(steps=cfg["laplace_steps"])
+    fit_s = time.perf_counter() - start
+    with torch.no_grad():
+        m, v = lap.glm_moments(xt)
+        sigma = bnn.likelihood.scale.detach()
+        var = v[:, 0, 0].clamp_min(0) + sigma**2
+        y_t = (y_test - y_mean) / y_std
+        log_prob = torch.distributions.Normal(m[:, 0], var.sqrt()).log_prob(y_t)
+    return {**_score(m[:, 0], log_prob, y_test, y_mean, y_std), "fit_seconds": fit_s}
+
+
+def run_swag_split(x_train, y_train, x_test, y_test, cfg: dict, seed: int) -> dict:
+    """SWAG (low rank + diagonal) of a heteroskedastic MAP fit: Adam for ``point_epochs``, then
+    the same constant learning rate for ``swag_epochs`` more, collecting once per epoch."""
+    xs, ys, (xt,), y_mean, y_std = _scaled(x_train, y_train, x_test)
+    bnn = _heteroskedastic_bnn(xs.shape[1], cfg, seed)
+    swag = SWAG(bnn, rank=cfg["swag_rank"], start=cfg["point_epochs"], per="epoch")
+    start = time.perf_counter()
+    swag.fit(
+        xs,
+        ys,
+        epochs=cfg["point_epochs"] + cfg["swag_epochs"],
+        batch_size=BATCH_SIZE,
+        optim=pyro.optim.Adam({"lr": cfg["point_lr"]}),
+        seed=seed,
+    )
+    fit_s = time.perf_counter() - start
+    pred = bnn.predict(xt, cfg["samples"], posterior=swag, seed=seed)
+    y_t = (y_test - y_mean) / y_std
+    return {**_score(pred.mean, pred.log_prob(y_t), y_test, y_mean, y_std), "fit_seconds": fit_s}
+
+
+def run_sghmc_split(x_train, y_train, x_test, y_test, cfg: dict, seed: int) -> dict:
+    """SGHMC from a heteroskedastic MAP fit (``point_epochs`` of Adam): ``sghmc_burn_in``
+    epochs of burn-in, then one draw per epoch for ``sghmc_draws`` epochs, minibatches of 128."""
+    assert SGHMC is not None
+    xs, ys, (xt,), y_mean, y_std = _scaled(x_train, y_train, x_test)
+    pyro.clear_param_store()
+    net = make_net(xs.shape[1], cfg["n_hidden"], seed, d_out=2)
+    like = HeteroskedasticGaussian(min_scale=1e-3)
+    start = time.perf_counter()
+    point = BNN(net, dist.Normal(0.0, 1.0), like, guide=AutoDelta)
+    fit_kw = {"batch_size": BATCH_SIZE, "progress": False, "seed": seed}
+    point.fit(xs, ys, epochs=cfg["point_epochs"], lr=cfg["point_lr"], **fit_kw)
+    map_to_net(point, xs)
+    bnn = BNN(net, dist.Normal(0.0, 1.0), like)
+    steps = math.ceil(len(xs) / BATCH_SIZE)  # per epoch
+    sampler = SGHMC(bnn, lr=cfg["sghmc_lr"] / len(xs), alpha=0.1, init="net")
+    post = sampler.run(
+        xs,
+        ys,
+        num_samples=cfg["sghmc_draws"],
+        burn_in=cfg["sghmc_burn_in"] * steps,
+        thin=steps,
+        batch_size=BATCH_SIZE,
+        seed=seed,
+    )
+    fit_s = time.perf_counter() - start
+    pred = bnn.predict(xt, post.num_draws, posterior=post)
+    y_t = (y_test - y_mean) / y_std
+    return {**_score(pred.mean, pred.log_prob(y_t), y_test, y_mean, y_std), "fit_seconds": fit_s}
+
+
+RUNNERS = {
+    "sghmc": run_sghmc_split,
+    "dropout": run_dropout_split,
+    "meanfield": run_meanfield_split,
+    "ensemble": run_ensemble_split,
+    "laplace-last": functools.partial(run_laplace_split, subset="last_layer"),
+    "laplace-all": functools.partial(run_laplace_split, subset="all"),
+    "swag": run_swag_split,
+}
+
+
 def run_task(name: str, guide: str, split: int, data_dir: str, cfg: dict) -> dict:
     """One (data set, guide, split) cell; seeded by split only, so ``--jobs`` is immaterial."""
     start = time.perf_counter()
@@ -194,10 +351,11 @@ def run_task(name: str, guide: str, split: int, data_dir: str, cfg: dict) -> dic
     cfg = {
         **cfg,
         "n_hidden": data.n_hidden,
-        "epochs": cfg["epochs"] or EPOCH_MULTIPLIER * data.n_epochs,
-        "tau_grid": cfg["tau_grid"] or TAU_GRID[name],
+        "epochs": cfg["epochs"] or cfg["epoch_multiplier"] * data.n_epochs,
+        "point_epochs": cfg["point_epochs"] or data.n_epochs,
+        "tau_grid": cfg["tau_grid"] or TAU_GRID.get(name, ()),
     }
-    run = run_dropout_split if guide == "dropout" else run_meanfield_split
+    run = RUNNERS[guide]
     with _single_thread():
         out = run(x[train], y[train], x[test], y[test], cfg, cfg["seed"] + 10_000 * split)
     return {**out, "split": split, "seconds": time.perf_counter() - start}
@@ -213,6 +371,10 @@ def summarise(records: list[dict]) -> dict:
         out[key] = statistics.fmean(values)
         out[f"{key}_se"] = statistics.pstdev(values) / math.sqrt(n) if n > 1 else math.nan
     out["seconds"] = sum(r["seconds"] for r in records)
+    for key in ("rmse", "ll"):
+        out[f"{key}_sd"] = statistics.pstdev(r[key] for r in records) if n > 1 else math.nan
+    if all("fit_seconds" in r for r in records):
+        out["fit_seconds"] = statistics.fmean(r["fit_seconds"] for r in records)
     return out
 
 
@@ -262,13 +424,74 @@ def format_table(results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def _published_cells(name: str, guide: str) -> list[str]:
+    """Published RMSE and test LL of one row, with the kind of spread the paper printed."""
+    if guide in ("dropout", "meanfield") and guide in PUBLISHED.get(name, {}):
+        r, r_se, ll, ll_se = PUBLISHED[name][guide]
+        return [f"{_pm(r, r_se, 2)} (s.e.)", f"{_pm(ll, ll_se, 2)} (s.e.)"]
+    if guide == "ensemble" and name in ENSEMBLE_PUBLISHED:
+        (r, r_sd), (nll, nll_sd) = ENSEMBLE_PUBLISHED[name]
+        return [f"{_pm(r, r_sd, 2)} (sd)", f"{_pm(-nll, nll_sd, 2)} (sd)"]
+    return ["n/a", "n/a"]
+
+
+def format_posteriors_table(results: dict[str, dict[str, dict]]) -> str:
+    """``--posteriors``: one table per data set, ours as mean ± sd over splits (comparable with
+    the Deep Ensembles paper's ± sd) and ± s.e.; PBP's test LL as a reference row."""
+    lines = []
+    head = (
+        "| method | splits | RMSE ± sd | RMSE s.e. | test LL ± sd | LL s.e. | published RMSE | "
+        "published LL | fit s / split | total s / split |"
+    )
+    for name, by_guide in results.items():
+        lines += [f"### {name}", "", head, "|" + "---|" * 10]
+        for guide, s in by_guide.items():
+            digits = 3 if s["rmse"] < 1 else 2
+            n = len(s["splits"])
+            fit = s.get("fit_seconds")
+            cells = [
+                guide,
+                str(n),
+                _pm(s["rmse"], s["rmse_sd"], digits),
+                f"{s['rmse_se']:.{digits}f}" if n > 1 else "n/a",
+                _pm(s["ll"], s["ll_sd"], digits),
+                f"{s['ll_se']:.{digits}f}" if n > 1 else "n/a",
+                *_published_cells(name, guide),
+                "n/a" if fit is None else f"{fit:.1f}",
+                f"{s['seconds'] / n:.1f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        if name in PBP_TEST_LL:
+            lines.append(f"| PBP (published) | 20 | | | | | | {PBP_TEST_LL[name]:.2f} | | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------- the program
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="default: find_uci_dir()")
     parser.add_argument("--datasets", nargs="+", default=list(UCI_DATASETS))
     parser.add_argument("--splits", type=int, default=20, help="first K of the 20 splits")
-    parser.add_argument("--guides", nargs="+", choices=GUIDES, default=list(GUIDES))
+    parser.add_argument("--guides", nargs="+", choices=POSTERIORS, default=None)
+    parser.add_argument(
+        "--posteriors",
+        action="store_true",
+        help="compare every posterior type (default --guides: all of them, VI at 400 epochs)",
+    )
+    parser.add_argument(
+        "--point-epochs", type=int, default=None, help="point fits (ensemble, MAP): n_epochs.txt"
+    )
+    parser.add_argument("--point-lr", type=float, default=1e-2, help="Adam, point fits")
+    parser.add_argument("--members", type=int, default=5, help="deep ensemble members")
+    parser.add_argument("--swag-epochs", type=int, default=20, help="SWAG collection epochs")
+    parser.add_argument("--swag-rank", type=int, default=10, help="SWAG low-rank K")
+    parser.add_argument("--laplace-steps", type=int, default=500, help="prior tuning steps")
+    parser.add_argument(
+        "--sghmc-lr", type=float, default=1e-2, help="SGHMC learning rate x N (per-datum scale)"
+    )
+    parser.add_argument("--sghmc-burn-in", type=int, default=20, help="SGHMC burn-in epochs")
+    parser.add_argument("--sghmc-draws", type=int, default=50, help="SGHMC draws (one per epoch)")
     parser.add_argument(
         "--epochs", type=int, default=None, help=f"default {EPOCH_MULTIPLIER} x n_epochs.txt"
     )
@@ -302,9 +525,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
         with one record per split in ``"splits"`` (its RMSE, LL, selected p and tau, seconds).
     """
     args = _parser().parse_args(argv)
+    if args.guides is None:
+        args.guides = list(POSTERIORS if args.posteriors else GUIDES)
     if args.quick:
         args.splits, args.epochs, args.samples = min(args.splits, 2), args.epochs or 10, 100
         args.dropout_grid = [0.01, 0.05]
+        args.point_epochs, args.members = args.point_epochs or 3, min(args.members, 2)
+        args.swag_epochs, args.swag_rank, args.laplace_steps = 3, 2, 20
+        args.sghmc_burn_in, args.sghmc_draws = 1, 3
     if not 1 <= args.splits <= 20:
         raise ValueError(f"Expected --splits in [1, 20], but got {args.splits}.")
     data_dir = str(find_uci_dir(args.data_dir))
@@ -323,6 +551,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
         "tau_grid": None if args.tau_grid is None else tuple(args.tau_grid),
         "full_grid": args.full_grid,
         "seed": args.seed,
+        # --posteriors: the VI guides at 10 x n_epochs.txt (400) unless --epochs
+        "epoch_multiplier": 10 if args.posteriors else EPOCH_MULTIPLIER,
+        "point_epochs": args.point_epochs,
+        "point_lr": args.point_lr,
+        "members": args.members,
+        "swag_epochs": args.swag_epochs,
+        "swag_rank": args.swag_rank,
+        "laplace_steps": args.laplace_steps,
+        "sghmc_lr": args.sghmc_lr,
+        "sghmc_burn_in": args.sghmc_burn_in,
+        "sghmc_draws": args.sghmc_draws,
     }
     for name in args.datasets:  # fail fast on a bad folder, before any fitting
         _dataset(name, data_dir)
@@ -331,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
     tasks = [(n, g, s) for g in args.guides for s in range(args.splits) for n in args.datasets]
     records: dict[tuple[str, str], list[dict]] = {}
     start = time.perf_counter()
+    fmt = format_posteriors_table if args.posteriors else format_table
 
     def collect(task: tuple[str, str, int], record: dict) -> None:
         name, guide, split = task
@@ -341,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
             flush=True,
         )
         if args.output:  # rewritten after every split: a long run leaves a partial table
-            Path(args.output).write_text(format_table(_results(records, args)))
+            Path(args.output).write_text(fmt(_results(records, args)))
 
     if args.jobs == 1:
         for task in tasks:
@@ -353,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
             for future in as_completed(futures):
                 collect(futures[future], future.result())
     results = _results(records, args)
-    table = format_table(results)
+    table = fmt(results)
     print(table)
     print(f"total wall time {time.perf_counter() - start:.0f} s")
     if args.output:

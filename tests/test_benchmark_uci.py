@@ -85,3 +85,42 @@ def test_quick_boston(uci):
     _check_results(results, ["bostonHousing"], ["dropout", "meanfield"], 1)
     # published numbers sit beside ours, and 10 epochs already beat predicting the mean
     assert results["bostonHousing"]["dropout"]["rmse"] < 9.0
+
+
+@pytest.mark.skipif(
+    _uci_dir() is None or not (_uci_dir() / "bostonHousing").is_dir(),
+    reason="shared UCI data not found",
+)
+def test_posteriors_quick_boston(uci, tmp_path):
+    out = tmp_path / "boston.md"
+    argv = ["--posteriors", "--quick", "--datasets", "bostonHousing", "--splits", "1"]
+    results = uci.main([*argv, "--output", str(out)])
+    _check_results(results, ["bostonHousing"], list(uci.POSTERIORS), 1)
+    text = out.read_text()
+    # the published anchors print beside ours: Deep Ensembles (Table 1, NLL -> LL) and PBP
+    assert "| ensemble | 1 |" in text and "3.28 ± 1.00 (sd) | -2.41 ± 0.25 (sd)" in text
+    assert "| PBP (published) | 20 |" in text and "-2.57" in text
+
+
+def test_posteriors_quick_synthetic(uci, tmp_path):
+    _write_set(tmp_path, "toyA", 60, 3, seed=0)
+    out = tmp_path / "posteriors.md"
+    argv = ["--posteriors", "--quick", "--data-dir", str(tmp_path), "--datasets", "toyA"]
+    results = uci.main([*argv, "--tau-grid", "5", "10", "--output", str(out)])
+    methods = list(uci.POSTERIORS)
+    _check_results(results, ["toyA"], methods, 2)
+    for method in ("ensemble", "laplace-last", "laplace-all", "swag"):
+        s = results["toyA"][method]
+        assert 0 < s["fit_seconds"] <= s["seconds"] / 2 + 1e-9  # fit time within the cell time
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split(" | ")[0][2:] for r in rows] == ["method", *methods]  # no PBP row: no anchor
+    assert all(line.count("|") == 11 for line in rows)
+
+
+def test_posteriors_subset_of_methods(uci, tmp_path):
+    """``--guides`` picks posterior types too; without dropout no tau grid is needed."""
+    _write_set(tmp_path, "toyB", 40, 2, seed=1)
+    argv = ["--posteriors", "--quick", "--data-dir", str(tmp_path), "--datasets", "toyB"]
+    results = uci.main([*argv, "--guides", "ensemble", "swag", "--splits", "1"])
+    _check_results(results, ["toyB"], ["ensemble", "swag"], 1)
