@@ -803,8 +803,15 @@ class Laplace:
         num_samples = positive_int("num_samples", num_samples)
         seed = check_seed("seed", seed)
         x, _ = self.model.check_data(as_tensor("x", x, self.model.net))
-        m, v = self.glm_moments(x)
+        m, v = (t.detach() for t in self.glm_moments(x))
         shape = (len(x),) + self.model.probe_output(x)
+        with torch.no_grad():  # a prediction, not a graph (a learned noise scale needs grad)
+            return self._glm_prediction(m, v, shape, num_samples, link, seed)
+
+    def _glm_prediction(
+        self, m: Tensor, v: Tensor, shape: tuple[int, ...], num: int, link: str, seed: int | None
+    ) -> Prediction:
+        num_samples = num
         if self.kind == "gaussian":
             sd = v.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
             f = torch.stack([m + sd, m - sd]).reshape((2,) + shape)

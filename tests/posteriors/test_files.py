@@ -97,3 +97,16 @@ def test_laplace_exports_to_arviz_as_independent_draws():
     assert post.sizes["chain"] == 1 and post.sizes["draw"] == 7
     assert post.attrs["posterior_type"] == "Laplace" and post.attrs["independent_draws"] == 1
     assert data["log_likelihood"]["obs"].shape == (1, 7, len(x))
+
+
+def test_the_glm_predictive_carries_no_graph():
+    """predict_glm returns plain tensors even with a learned noise scale (plots call numpy())."""
+    bnn, x, y = _linear_bnn()
+    bnn = BNN(bnn.net, dist.Normal(0.0, 1.0), HomoskedasticGaussian())  # learned scale
+    lap = Laplace(bnn, hessian="full")
+    lap.fit(x, y)
+    pred = lap.predict_glm(x)
+    parts = pred.decompose()
+    for t in (pred.samples, pred.scale, parts.epistemic, parts.aleatoric, parts.total):
+        assert not t.requires_grad
+    pred.mean.numpy()
