@@ -36,6 +36,15 @@ at other hyperparameters the posterior mean moves by the Gauss-Newton step
 and the evidence gains :math:`\tfrac12 c^\top A^{-1} c`, :math:`c = (\Lambda - s\Lambda_0)
 \theta^*`. For Bayesian linear regression this is the exact log evidence at *any* prior
 precision and noise, so :meth:`Laplace.optimize_prior` finds the exact evidence maximiser there.
+
+The step is only taken from a mode: :meth:`Laplace.fit` records the log-likelihood's gradient
+:math:`g` at :math:`\theta^*`, and unless :math:`\lVert g - \Lambda_0\theta^*\rVert` is below
+``STATIONARY_TOL`` relative to the larger norm (:attr:`Laplace.stationary`), the weights are not
+a mode (a MAP fit stopped early) and the step, which assumes one, would grow without bound as
+:math:`\Lambda \to 0` along directions without curvature. Then the evidence is the usual one at
+the fixed weights, :math:`c = 0`, and the mean stays :math:`\theta^*` (as laplace-torch does);
+the evidence then falls as :math:`\Lambda \to 0` (the Occam factor), so the prior tuning stays
+bounded.
 """
 
 from __future__ import annotations
@@ -118,6 +127,11 @@ def _gaussian_precision(d: Distribution) -> float | None:
     if bool((loc != 0).any()) or bool((scale != scale.reshape(-1)[0]).any()):
         return None
     return float(scale.reshape(-1)[0]) ** -2
+
+
+#: Relative gradient norm below which the fitted weights count as a mode (see
+#: :attr:`Laplace.stationary`).
+STATIONARY_TOL = 1e-3
 
 
 class Laplace:
@@ -340,6 +354,37 @@ class Laplace:
             jac, out = vmap(jacrev(f_and_out, has_aux=True), in_dims=(None, 0))(theta, x)
         return out.detach(), jac.detach()
 
+    def _loglik_grad(self, x: Tensor, y: Tensor, theta: Tensor) -> Tensor:
+        """``(d,)`` gradient of the chunk's log-likelihood in the subset at ``theta``, at the
+        fit's noise scale."""
+        t = theta.clone().requires_grad_(True)
+        with self.model.side_effect_free(), torch.enable_grad():
+            out = functional_call(self.model.net, self._unflatten(t), (x,))
+            f = out.reshape((len(x),) + self.model.probe_output(x))
+            loglik = self.likelihood.log_density(f, self.likelihood.check_target(y, f)).sum()
+            (grad,) = torch.autograd.grad(loglik, t)
+        return grad.detach()
+
+    @property
+    def stationarity(self) -> float:
+        r"""How far the fitted weights are from a mode of the log joint:
+        :math:`\lVert g - \Lambda_0\theta^*\rVert / \max(\lVert g\rVert,
+        \lVert\Lambda_0\theta^*\rVert)` with :math:`g` the log-likelihood's gradient (0 at a
+        MAP; see :attr:`stationary`)."""
+        fit = self.fitted
+        pull = self._expand(self.prior_precision0) * fit["theta"]
+        if "grad" not in fit:  # a state saved without the gradient: taken as stationary
+            return 0.0
+        scale = max(float(fit["grad"].norm()), float(pull.norm()), 1e-300)
+        return float((fit["grad"] - pull).norm()) / scale
+
+    @property
+    def stationary(self) -> bool:
+        """Whether the weights are a mode of the log joint (:attr:`stationarity` below
+        ``STATIONARY_TOL``): only then do the evidence and the mean follow the prior and noise
+        by the Gauss-Newton step; otherwise both are taken at the fixed weights."""
+        return self.stationarity < STATIONARY_TOL
+
     def _output_hessian(self, out: Tensor) -> Tensor:
         """``(B, K, K)`` Hessians of the NLL in the outputs (Gaussian: at unit noise)."""
         b, k = out.shape
@@ -392,6 +437,7 @@ class Laplace:
         theta = self._theta()
         curv: Any = None
         stats = {"n_obs": 0.0, "rss": 0.0, "nll": 0.0, "n": 0.0}
+        grad: Tensor | None = None
         for xb, yb in batches:
             xb, yb = self.model.check_data(xb, yb)
             assert yb is not None
@@ -402,6 +448,7 @@ class Laplace:
                     out, jac = self._jacobians(xc, theta)
                     curv = self._accumulate(curv, out, jac)
                 self._data_terms(stats, xc, yc, out)
+                grad = self._loglik_grad(xc, yc, theta) + (0 if grad is None else grad)
         if curv is None:
             raise ValueError("Expected at least one minibatch of data, but got none.")
         if self.hessian == "kron":
@@ -413,6 +460,7 @@ class Laplace:
                 k: torch.tensor(v, dtype=theta.dtype, device=theta.device) for k, v in stats.items()
             },
             **(curv if isinstance(curv, dict) else {"ggn": curv}),
+            "grad": cast(Tensor, grad),
         }
         params = dict(self.model.net.named_parameters())
         self._held = {
@@ -573,7 +621,9 @@ class Laplace:
         lam0 = self._expand(self.prior_precision0)
         noise = sigma**-2 if self.kind == "gaussian" else torch.ones_like(sigma)
         s = (fit["sigma0"] / sigma) ** 2 if self.kind == "gaussian" else torch.ones_like(sigma)
-        c = (lam - s * lam0) * theta
+        # the Gauss-Newton step to (Λ, σ) assumes θ* stationary at (Λ0, σ0); from weights that
+        # are not (a MAP fit stopped early) it is unbounded as Λ -> 0, so they stay fixed
+        c = (lam - s * lam0) * theta if self.stationary else torch.zeros_like(theta)
         if self.hessian == "full":
             a = noise * fit["ggn"] + torch.diag(lam)
             chol = torch.linalg.cholesky(a)

@@ -110,3 +110,51 @@ def test_the_glm_predictive_carries_no_graph():
     for t in (pred.samples, pred.scale, parts.epistemic, parts.aleatoric, parts.total):
         assert not t.requires_grad
     pred.mean.numpy()
+
+
+def _short_map_fit():
+    from pyro.infer.autoguide import AutoDelta
+
+    from pyro_bdl.datasets import toy_regression
+    from pyro_bdl.posteriors import map_to_net
+
+    x, y, _ = toy_regression(100, seed=0)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1, 20), nn.Tanh(), nn.Linear(20, 1))
+    bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(0.2), guide=AutoDelta)
+    bnn.fit(x, y, epochs=30, lr=1e-2, seed=0, progress=False)
+    map_to_net(bnn, x)
+    return bnn, x, y
+
+
+@pytest.mark.parametrize("hessian", ["kron", "diag", "full"])
+def test_laplace_evidence_of_weights_that_are_no_mode_stays_bounded(hessian):
+    """A MAP fit stopped early is not stationary: the evidence is taken at the fixed weights.
+
+    With the Gauss-Newton step from such weights (which assumes them stationary), log Z grew
+    like 1/λ as λ -> 0 (last layer, "kron": 794, 1.3e5, 1.3e7 at λ = 1e-4, 1e-6, 1e-8) and
+    optimize_prior could walk off to λ ≈ 3e-5 (the posteriors tutorial, float32).
+    """
+    bnn, x, y = _short_map_fit()
+    lap = Laplace(bnn, hessian=hessian, subset="last_layer").fit(x, y)
+    assert not lap.stationary and lap.stationarity > 1e-2
+    values = [float(lap.log_marginal_likelihood(lam)) for lam in (1.0, 1e-2, 1e-4, 1e-6, 1e-8)]
+    # a vanishing prior costs evidence (the Occam factor ½ log λ per curved direction)
+    assert all(b < a for a, b in zip(values[1:-1], values[2:], strict=True)), values
+    mean = lap.mean.clone()
+    lap.optimize_prior(steps=200)
+    assert float(lap.prior_precision.min()) > 1e-2, lap.prior_precision
+    torch.testing.assert_close(lap.mean, mean, rtol=0, atol=0)  # the weights stay the mode
+
+
+def test_laplace_of_a_closed_form_map_is_stationary():
+    """The exact MAP of Bayesian linear regression is a mode: stationarity at rounding level."""
+    bnn, x, y = _linear_bnn()
+    phi = torch.cat([x, torch.ones(len(x), 1)], 1)
+    prec = torch.eye(3) + phi.T @ phi / 0.3**2
+    w = torch.linalg.solve(prec, phi.T @ y / 0.3**2)
+    with torch.no_grad():
+        bnn.net.weight.copy_(w[:2].reshape(1, 2))
+        bnn.net.bias.copy_(w[2:])
+    lap = Laplace(bnn, hessian="full").fit(x, y)
+    assert lap.stationary and lap.stationarity < 1e-10
