@@ -4,6 +4,7 @@ Also :func:`require_or_skip`, for tests that need something outside Python (a sy
 a file that ``.ci/run`` installs): they skip on a developer's machine and fail under CI.
 """
 
+import datetime
 import os
 from typing import NoReturn
 
@@ -11,6 +12,7 @@ import matplotlib
 import pyro
 import pytest
 import torch
+import torch.distributed as tdist
 
 matplotlib.use("Agg")
 
@@ -57,3 +59,19 @@ def device(request) -> torch.device:
     if request.param == "cuda" and not torch.cuda.is_available():
         pytest.skip("needs a CUDA device; torch.cuda.is_available() is False on this machine")
     return torch.device(request.param)
+
+
+@pytest.fixture
+def one_rank():
+    """A one-process gloo group (an in-memory store) for the test, destroyed after it."""
+    if tdist.is_initialized():
+        pytest.skip("a process group is already initialised")
+    tdist.init_process_group(
+        "gloo",
+        store=tdist.HashStore(),
+        rank=0,
+        world_size=1,
+        timeout=datetime.timedelta(seconds=10),
+    )
+    yield
+    tdist.destroy_process_group()

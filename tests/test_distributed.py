@@ -390,21 +390,6 @@ def test_needs_an_initialised_process_group():
         fit_distributed(build("mean-field", "x"), *data("mean-field"))
 
 
-@pytest.fixture
-def one_rank():
-    if tdist.is_initialized():
-        pytest.skip("a process group is already initialised")
-    tdist.init_process_group(
-        "gloo",
-        store=tdist.HashStore(),
-        rank=0,
-        world_size=1,
-        timeout=datetime.timedelta(seconds=10),
-    )
-    yield
-    tdist.destroy_process_group()
-
-
 @pytest.mark.parametrize("case", ["mean-field", "autonormal"])
 def test_one_rank_is_bitwise_single_process_fit(one_rank, case, tmp_path):
     x, y = data(case)

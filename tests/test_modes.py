@@ -3,13 +3,11 @@ probing, each module's own mode restored afterwards (also on an error), BatchNor
 never changed by a prediction or a probe, the dropout guides' masks unaffected."""
 
 import copy
-import datetime
 
 import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
-import torch.distributed as tdist
 from pyro.infer.autoguide import AutoNormal
 from torch import nn
 
@@ -381,21 +379,6 @@ def test_dropout_guide_masks_are_drawn_whatever_the_modes_and_the_nets_own_dropo
 
 
 # ----------------------------------------------------------------------------- distributed
-@pytest.fixture
-def one_rank():
-    if tdist.is_initialized():
-        pytest.skip("a process group is already initialised")
-    tdist.init_process_group(
-        "gloo",
-        store=tdist.HashStore(),
-        rank=0,
-        world_size=1,
-        timeout=datetime.timedelta(seconds=10),
-    )
-    yield
-    tdist.destroy_process_group()
-
-
 def test_distributed_fit_and_predict_with_batchnorm(one_rank):
     """A data-parallel fit refuses training-mode BatchNorm (the default mode) and fits with
     fixed statistics in mode="eval"; distributed prediction runs in eval mode like predict."""
