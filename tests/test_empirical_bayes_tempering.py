@@ -34,7 +34,7 @@ from pyro_bdl.inference.elbo import TracedELBO, TraceFreeELBO, make_objective
 from pyro_bdl.inference.tempering import tempered_priors
 from pyro_bdl.likelihoods import OBS
 from pyro_bdl.model import check_temperature
-from pyro_bdl.priors import LearnedNormalPrior
+from pyro_bdl.priors import IIDPrior, LearnedNormalPrior
 
 N, D, SIGMA = 64, 4, 0.5
 
@@ -333,6 +333,46 @@ def test_both_estimators_compute_the_same_tempered_objective(temperature):
     expected_kl = kl / temperature + (1 / temperature - 1) * entropy
     torch.testing.assert_close(values[0][0].detach(), loglik / temperature, rtol=1e-10, atol=0)
     torch.testing.assert_close(values[0][1].detach(), expected_kl, rtol=1e-10, atol=1e-10)
+
+
+def test_the_dropout_guide_is_tempered_alike_on_both_estimators():
+    """MC dropout (its KL to a Gaussian prior is Gal's closed form) at T = 0.5: the traced and the
+    trace-free estimates agree exactly (value and gradients, 1e-10) from the same seed, and equal
+    (loglik / T, KL to the prior N(0, T) minus the constant of ``tempered_priors``) (1e-10)."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 2)
+    y = torch.sin(x[:, 0])
+    net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+    bnn = BNN(
+        net,
+        dist.Normal(0.0, 1.0),
+        HomoskedasticGaussian(0.3),
+        guide=BernoulliDropout(0.2),
+        temperature=0.5,
+    )
+    bnn.ensure_guide(x)
+    args = (bnn.bayesian_model, bnn.guide, (x[:2], y[:2]), 16)
+    free = make_objective(*args, handler=bnn.estimator)
+    traced = make_objective(*args, handler=bnn.estimator, estimator="traced")
+    assert isinstance(free, TraceFreeELBO) and isinstance(traced, TracedELBO)
+    values, grads = [], []
+    for objective in (free, traced):
+        pyro.set_rng_seed(4)
+        terms, _ = objective(x, y, 16)
+        values.append(torch.stack([terms.loglik, terms.kl]))
+        grads.append(torch.autograd.grad(terms.elbo, list(bnn.guide.parameters())))
+    torch.testing.assert_close(values[0], values[1], rtol=1e-10, atol=1e-10)
+    for g1, g2 in zip(*grads, strict=True):
+        torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-10)
+    # = the untempered KL to the prior N(0, T) minus the constant C, and the likelihood / T
+    _, offset = tempered_priors(bnn.bayesian_model.site_priors(), 0.5)
+    bnn.temperature = 1.0
+    bnn.prior = IIDPrior(dist.Normal(0.0, math.sqrt(0.5)))
+    plain = make_objective(*args, handler=bnn.estimator)
+    pyro.set_rng_seed(4)
+    terms, _ = plain(x, y, 16)
+    expected = torch.stack([terms.loglik / 0.5, terms.kl - offset]).detach()
+    torch.testing.assert_close(values[0].detach(), expected, rtol=1e-10, atol=1e-10)
 
 
 def test_the_tempered_program_is_pyros_tempered_log_joint():

@@ -26,7 +26,7 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from torch.distributions import Distribution, kl_divergence
 
-from .tempering import PriorSampler
+from .tempering import PriorSampler, tempered_normal
 
 if TYPE_CHECKING:
     from ..model import BayesianModel
@@ -87,9 +87,10 @@ def _one_trace_pair(
         if gsite is None:  # a model latent the guide does not cover: sampled from the prior
             continue
         try:
-            k = kl_divergence(cast(Distribution, gsite["fn"]), cast(Distribution, site["fn"]))
             if site["scale"] is not gsite["scale"] and site["scale"] != gsite["scale"]:
-                k = _scaled_kl(k, gsite, site)  # a tempered model: E_q[g log q - s log p]
+                k = _scaled_kl(gsite, site)  # a tempered model: E_q[g log q - s log p] / g
+            else:
+                k = kl_divergence(cast(Distribution, gsite["fn"]), cast(Distribution, site["fn"]))
         except NotImplementedError:
             kl = kl + _site_log_prob_sum(gsite) - _site_log_prob_sum(site)
         else:
@@ -100,18 +101,27 @@ def _one_trace_pair(
     return _as_tensor(loglik, model_trace), _as_tensor(kl, model_trace)
 
 
-def _scaled_kl(kl: torch.Tensor, gsite: Any, site: Any) -> torch.Tensor:
-    r"""A site's term :math:`\mathbb E_q[g \log q - s \log p]` divided by the guide's scale
-    :math:`g`, from the closed-form KL, where the model's site has another scale :math:`s`
-    (``poutine.scale``, a tempered model's :math:`1/T`): :math:`(s\,\mathrm{KL} +
-    (s - g)\,\mathrm H[q]) / g`. Pyro's ``TraceMeanField_ELBO`` uses the guide's scale alone.
+def _scaled_kl(gsite: Any, site: Any) -> torch.Tensor:
+    r"""A site's term :math:`\mathbb E_q[g \log q - s \log p] / g` in closed form, where the
+    model's site has another scale :math:`s` than the guide's :math:`g` (``poutine.scale``; a
+    tempered model's :math:`s = 1/T`). Pyro's ``TraceMeanField_ELBO`` uses the guide's scale
+    alone, which drops the :math:`1/T` on the prior.
 
-    :raises NotImplementedError: if the guide's factor has no closed-form entropy (the caller
-        then estimates the term by Monte Carlo).
+    For a Gaussian prior, :math:`(s/g) \log p = \log p_{g/s} + c` (:func:`~pyro_bdl.inference.
+    tempering.tempered_normal`): the term is :math:`\mathrm{KL}(q \,\|\, p_{g/s}) - c`, the
+    trace-free estimator's form. Otherwise it is :math:`((s/g)\,\mathrm{KL}(q \,\|\, p) +
+    (s/g - 1)\,\mathrm H[q])`.
+
+    :raises NotImplementedError: if neither closed form exists (the caller then estimates the
+        term by Monte Carlo).
     """
     g, s = gsite["scale"], site["scale"]
-    entropy = cast(Distribution, gsite["fn"]).entropy()
-    return (s * kl + (s - g) * entropy) / g
+    q, p = cast(Distribution, gsite["fn"]), cast(Distribution, site["fn"])
+    made = tempered_normal(p, g / s)
+    if made is not None:
+        p_tempered, c = made
+        return kl_divergence(q, p_tempered) - c
+    return (s / g) * kl_divergence(q, p) + (s / g - 1) * q.entropy()
 
 
 def _as_tensor(total: Any, trace: Any) -> torch.Tensor:

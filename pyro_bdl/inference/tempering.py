@@ -35,7 +35,41 @@ from ..guides.base import normal_prior_parts
 if TYPE_CHECKING:
     from ..model import BayesianModel
 
-__all__ = ["tempered_priors", "PriorSampler"]
+__all__ = ["tempered_normal", "tempered_priors", "PriorSampler"]
+
+
+def tempered_normal(prior: Any, temperature: float) -> tuple[Any, torch.Tensor] | None:
+    r"""A Gaussian prior raised to the power :math:`1/T`: a Gaussian and a constant.
+
+    :param prior: ``Normal`` or ``Independent(Normal)`` (any batch shape).
+    :param temperature: :math:`T > 0`.
+    :return: ``(p_T, c)`` with :math:`\frac 1T \log p(w) = \log p_T(w) + c` for every ``w``:
+        ``p_T`` the same family with scale :math:`\sqrt T s`, ``c`` of the prior's batch shape
+        (summed over its event dimensions); ``None`` if the prior is not Gaussian.
+
+    Example::
+
+        >>> import pyro.distributions as dist
+        >>> import torch
+        >>> p = dist.Normal(torch.zeros(2), torch.ones(2)).to_event(1)
+        >>> p_t, c = tempered_normal(p, 0.5)
+        >>> w = torch.tensor([0.5, -1.0])
+        >>> bool(torch.isclose(p.log_prob(w) / 0.5, p_t.log_prob(w) + c))
+        True
+    """
+    base, ndims = prior, 0
+    if isinstance(prior, torch.distributions.Independent):
+        base, ndims = prior.base_dist, prior.reinterpreted_batch_ndims
+    if type(base) not in (torch.distributions.Normal, dist.Normal):
+        return None
+    inv = 1.0 / temperature
+    c = (1.0 - inv) * (base.scale.log() + 0.5 * math.log(2 * math.pi)) + 0.5 * math.log(temperature)
+    c = c.expand(base.batch_shape)
+    out: Any = dist.Normal(base.loc, base.scale * math.sqrt(temperature))
+    if ndims:
+        out = out.to_event(ndims)
+        c = c.sum(tuple(range(-ndims, 0)))
+    return out, c
 
 
 def tempered_priors(
@@ -68,16 +102,15 @@ def tempered_priors(
         return dict(priors), 0.0
     out: dict[str, Any] = {}
     total: torch.Tensor | float = 0.0
-    root_t = math.sqrt(temperature)
     for site, prior in priors.items():
         shape = torch.Size(tuple(prior.batch_shape) + tuple(prior.event_shape))
         parts = normal_prior_parts(prior, shape)
         if parts is None:
             return None
-        loc, scale = parts
-        out[site] = dist.Normal(loc, scale * root_t).to_event(len(shape))
-        c = (1.0 - 1.0 / temperature) * (scale.log() + 0.5 * math.log(2 * math.pi))
-        total = total + (c + 0.5 * math.log(temperature)).sum()
+        made = tempered_normal(dist.Normal(*parts).to_event(len(shape)), temperature)
+        assert made is not None  # a Gaussian
+        out[site], c = made
+        total = total + c.sum()
     return out, total
 
 
