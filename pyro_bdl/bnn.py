@@ -94,7 +94,7 @@ class BNN(PyroModule, PosteriorFile):
         Bayes posterior, ``T < 1`` a cold one (Wenzel et al. 2020).
 
     A prior with learned scales (:class:`~pyro_bdl.priors.LearnedNormalPrior`, empirical Bayes)
-    becomes this module's child ``prior``: :meth:`fit` trains its scales with the guide,
+    becomes this module's child ``prior_params``: :meth:`fit` trains its scales with the guide,
     ``state_dict``/:meth:`save`/:meth:`load` carry them and the repr prints them.
 
     Example::
@@ -145,8 +145,8 @@ class BNN(PyroModule, PosteriorFile):
         if first is not None:  # learned likelihood parameters (a noise scale) live with the net
             likelihood.to(device=first.device, dtype=first.dtype)
         self.likelihood = likelihood
-        if isinstance(prior, nn.Module):  # learned prior scales: "{name}.prior.*" parameters
-            PyroModule.__setattr__(self, "prior", prior)
+        if isinstance(prior, nn.Module):  # learned prior scales: "{name}.prior_params.*"
+            self.prior_params = prior
         #: the Pyro program (prior, likelihood, lifted net); it owns no parameters, so the
         #: state-dict and param-store names stay this BNN's
         self.bayesian_model = BayesianModel(
@@ -174,11 +174,11 @@ class BNN(PyroModule, PosteriorFile):
         if name == "guide":  # anything guide= takes, and an AutoGuide instance
             self._install_guide(value, self._adopt(value))
             return
-        if name == "prior":  # the model's prior; a learned one also becomes the child "prior"
-            self._modules.pop("prior", None)
+        if name == "prior":  # the model's prior; a learned one is the child "prior_params"
+            self._modules.pop("prior_params", None)
             if isinstance(value, nn.Module):
                 cast(Prior, value).random_parameters(self._net)  # creates its learned scales
-                super().__setattr__(name, value)
+                super().__setattr__("prior_params", value)
             self.bayesian_model.prior = value
             return
         super().__setattr__(name, value)

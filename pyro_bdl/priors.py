@@ -245,9 +245,10 @@ class LearnedNormalPrior(PyroModule, Prior):
 
     The scales live in one ``pyro.param`` of shape ``(G,)``, :attr:`groups` giving the order,
     with a positive constraint (stored as its logarithm). Its param-store name is
-    ``"{owner}.prior.scale"``, ``owner`` the ``BNN``'s name (e.g. ``"BNN0.prior.scale"``; the
-    ``BNN`` adopts the prior as its child module ``prior``, so its state dict, ``BNN.save`` and
-    ``BNN.load`` carry ``"prior.scale_unconstrained"``); a prior used without a ``BNN`` is named
+    ``"{owner}.prior_params.scale"``, ``owner`` the ``BNN``'s name (e.g.
+    ``"BNN0.prior_params.scale"``; the ``BNN`` adopts the prior as its child module
+    ``prior_params``, so its state dict, ``BNN.save`` and ``BNN.load`` carry
+    ``"prior_params.scale_unconstrained"``); a prior used without a ``BNN`` is named
     ``"{name}.scale"``. The parameter is created, at ``init_scale``, when a model first selects
     its parameters (:meth:`random_parameters`): use one instance per network.
 

@@ -161,15 +161,15 @@ def test_the_trace_free_kl_sees_the_current_learned_scale():
     objective = make_objective(bnn.bayesian_model, bnn.guide, (x[:2], y[:2]), N)
     assert isinstance(objective, TraceFreeELBO)
     store = pyro.get_param_store()
-    assert "eb.prior.scale" in store.keys()
+    assert "eb.prior_params.scale" in store.keys()
     loc, var = guide_moments(bnn)
     for s in (1.0, 0.3, 2.5):
         with torch.no_grad():
-            store.get_param("eb.prior.scale").unconstrained().fill_(math.log(s))
+            store.get_param("eb.prior_params.scale").unconstrained().fill_(math.log(s))
         terms, params = objective(x, y, N)
         exact = (math.log(s) - 0.5 * var.log() + (var + loc**2) / (2 * s**2) - 0.5).sum()
         torch.testing.assert_close(terms.kl, exact, rtol=1e-12, atol=1e-12)
-        leaf = store.get_param("eb.prior.scale").unconstrained()
+        leaf = store.get_param("eb.prior_params.scale").unconstrained()
         assert any(p is leaf for p in params)
         (grad,) = torch.autograd.grad(terms.kl, [leaf])
         exact_grad = s * (1 / s - (var + loc**2) / s**3).sum()  # d/dlog s
@@ -177,7 +177,7 @@ def test_the_trace_free_kl_sees_the_current_learned_scale():
 
 
 def test_learned_prior_names_groups_repr_and_save_load():
-    """Stable param-store names ``"{bnn}.prior.scale"``, one scale per layer, printed in the
+    """Stable param-store names ``"{bnn}.prior_params.scale"``, one scale per layer, printed in the
     repr, saved and loaded with the posterior (bitwise), the temperature too."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(2, 5), nn.Tanh(), nn.Linear(5, 1))
@@ -192,12 +192,12 @@ def test_learned_prior_names_groups_repr_and_save_load():
     y = torch.sin(x[:, 0])
     bnn.fit(x, y, epochs=20, lr=0.05, progress=False, seed=0)
     assert bnn.prior.groups == ["0", "2"]
-    assert "layered.prior.scale" in pyro.get_param_store().keys()
+    assert "layered.prior_params.scale" in pyro.get_param_store().keys()
     scales = bnn.prior.scales
     assert set(scales) == {"0", "2"} and all(abs(v - 0.7) > 1e-3 for v in scales.values())
     text = repr(bnn)
     assert "LearnedNormalPrior(per='layer', scales={'0': " in text and "temperature=0.5" in text
-    assert "prior.scale_unconstrained" in bnn.state_dict()
+    assert "prior_params.scale_unconstrained" in bnn.state_dict()
     with tempfile.TemporaryDirectory() as folder:
         path = bnn.save(f"{folder}/eb.pt")
         again = BNN.load(path, net=nn.Sequential(nn.Linear(2, 5), nn.Tanh(), nn.Linear(5, 1)))
@@ -205,8 +205,24 @@ def test_learned_prior_names_groups_repr_and_save_load():
     assert isinstance(again.prior, LearnedNormalPrior)
     assert torch.equal(again.prior.scale, bnn.prior.scale)
     assert again.prior.scales == scales
-    assert f"{again.name}.prior.scale" in pyro.get_param_store().keys()
+    assert f"{again.name}.prior_params.scale" in pyro.get_param_store().keys()
     assert torch.equal(again.predict(x, 5, seed=0).samples, bnn.predict(x, 5, seed=0).samples)
+
+
+def test_assigning_a_learned_prior_to_a_bnn_adopts_and_releases_it():
+    """``bnn.prior = LearnedNormalPrior()`` after construction makes its scales the BNN's
+    (state dict, param store after a fit); assigning a fixed prior again drops them."""
+    x, y = orthogonal_design()
+    bnn = blr(dist.Normal(0.0, 1.0), name="swap")
+    assert "prior_params.scale_unconstrained" not in bnn.state_dict()
+    bnn.prior = LearnedNormalPrior(init_scale=0.5)
+    assert "prior_params.scale_unconstrained" in bnn.state_dict()
+    bnn.fit(x, y, epochs=5, lr=0.05, progress=False, seed=0)
+    assert "swap.prior_params.scale" in pyro.get_param_store().keys()
+    assert abs(bnn.prior.scales["network"] - 0.5) > 1e-3
+    bnn.prior = IIDPrior(dist.Normal(0.0, 1.0))
+    assert "prior_params.scale_unconstrained" not in bnn.state_dict()
+    assert bnn.bayesian_model.prior_parameters() == []
 
 
 def test_a_resumed_fit_continues_the_learned_scales_exactly(tmp_path):
