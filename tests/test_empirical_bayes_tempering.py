@@ -253,6 +253,25 @@ def test_a_resumed_fit_continues_the_learned_scales_exactly(tmp_path):
         assert torch.equal(got, want)
 
 
+def test_a_data_parallel_fit_learns_the_scales_as_one_process(one_rank):
+    """``fit(distributed=True)`` on a one-process gloo group: the learned scales and the guide
+    at T = 0.5 equal the single-process fit's bitwise (the scales are among the parameters the
+    strategy broadcasts and all-reduces)."""
+    x, y = orthogonal_design()
+    results = []
+    for distributed in (False, True):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        bnn = blr(LearnedNormalPrior(per="parameter"), temperature=0.5)
+        bnn.fit(
+            x, y, epochs=4, batch_size=16, lr=0.05, seed=2, distributed=distributed, progress=False
+        )
+        results.append((bnn.prior.scale.detach().clone(), *guide_moments(bnn)))
+    assert (results[0][0] - 1.0).abs().min() > 0.05  # the scales moved
+    for got, want in zip(*results, strict=True):
+        assert torch.equal(got, want)
+
+
 def test_learned_prior_argument_errors():
     with pytest.raises(ValueError, match=r"Expected init_scale > 0 .* but got -1"):
         LearnedNormalPrior(init_scale=-1.0)
