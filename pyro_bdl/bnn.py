@@ -391,7 +391,10 @@ class BNN(PyroModule, PosteriorFile):
         """Fit the guide (and the deterministic parameters) by SVI.
 
         Each step minimises the negative ELBO, in nats for the whole data set (the data plate
-        scales a minibatch by ``N / B``); the returned history is divided by N.
+        scales a minibatch by ``N / B``); the returned history is divided by N. At a
+        :attr:`temperature` ``T != 1`` it is the tempered ELBO (its ``loglik`` divided by ``T``);
+        a prior's learned scales (:class:`~pyro_bdl.priors.LearnedNormalPrior`) are trained
+        with the guide.
 
         :param x: inputs ``(N, ...)``, or a DataLoader yielding ``(x, y)`` minibatches.
             numpy arrays, lists and pandas objects are converted: floating values to the
