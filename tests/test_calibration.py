@@ -451,3 +451,21 @@ def test_aps_too_few_points_and_errors():
         set_size(torch.ones(2, 3))
     with pytest.raises(TypeError, match="seed"):
         APSConformalClassifier(seed=1.5)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ devices
+
+
+def test_everything_stays_on_the_inputs_device(device):
+    logits, y = _categorical_data(17, 60, 3)
+    logits, y = logits.to(device), y.to(device)
+    pred = Prediction("categorical", samples=(2.0 * logits).softmax(-1)[None])
+    ts = TemperatureScaling().fit(pred[:30], y[:30])
+    assert ts(pred).samples.device == logits.device
+    aps = APSConformalClassifier(alpha=0.2, seed=0).fit(ts(pred[:30]), y[:30])
+    sets = aps.predict(ts(pred[30:]))
+    assert sets.device == logits.device and sets.shape == (30, 3)
+    loc = logits[:, 0]
+    conf = SplitConformalRegressor(alpha=0.2).fit(loc[:30], logits[:30, 1])
+    lower, upper = conf.predict(loc[30:])
+    assert lower.device == upper.device == logits.device
