@@ -142,6 +142,22 @@ def test_recovers_a_known_temperature_bernoulli():
     assert math.isclose(ts.nll_after, nll(ts(pred), y), rel_tol=1e-10)
 
 
+def test_bernoulli_labels_may_be_float_zeros_and_ones():
+    g = _gen(18)
+    z = 2.0 * torch.randn(50, generator=g, dtype=DTYPE)
+    p1 = (z + 0.5 * torch.randn(3, 50, generator=g, dtype=DTYPE)).sigmoid()
+    y = torch.bernoulli(z.sigmoid(), generator=g)
+    pred = Prediction("bernoulli", samples=p1)
+    as_float = TemperatureScaling().fit(pred, y)
+    assert as_float.temperature == TemperatureScaling().fit(pred, y.long()).temperature
+    aps = APSConformalClassifier(alpha=0.2, seed=0)
+    assert aps.fit(pred, y).qhat == aps.fit(pred, y.long()).qhat
+    with pytest.raises(ValueError, match=r"binary labels y in \{0, 1\}.*got other values"):
+        TemperatureScaling().fit(pred, torch.full((50,), 0.5))
+    with pytest.raises(TypeError, match="integer class labels"):  # categorical: no floats
+        TemperatureScaling().fit(torch.stack([1 - p1[0], p1[0]], -1), y)
+
+
 def test_lowers_nll_and_ece_on_held_out_data():
     logits, y = _categorical_data(8, 8000, 10, spread=1.5)
     pred = Prediction("categorical", samples=(3.0 * logits).softmax(-1)[None])
@@ -172,9 +188,12 @@ def test_fit_is_a_deterministic_minimum():
 def test_fit_warns_at_the_bound_when_the_data_are_separated():
     logits = torch.tensor([[3.0, 0.0], [0.0, 3.0]] * 10, dtype=DTYPE)
     y = torch.tensor([0, 1] * 10)
-    with pytest.warns(UserWarning, match="at the bound"):
+    with pytest.warns(UserWarning, match="at the bound.*separate the validation classes"):
         ts = TemperatureScaling(bounds=(0.1, 10.0)).fit(logits.softmax(-1), y)
     assert math.isclose(ts.temperature, 0.1, rel_tol=1e-6)
+    with pytest.warns(UserWarning, match="at the bound.*no useful information"):  # labels flipped
+        ts = TemperatureScaling(bounds=(0.1, 10.0)).fit(logits.softmax(-1), 1 - y)
+    assert math.isclose(ts.temperature, 10.0, rel_tol=1e-6)
 
 
 def test_temperature_scaling_errors():
@@ -198,7 +217,7 @@ def test_temperature_scaling_errors():
         ts.fit(Prediction("gaussian", samples=torch.zeros(2, 3)), torch.zeros(3))
     with pytest.raises(ValueError, match=r"shape \(N, C\).*Prediction\('categorical'"):
         ts.fit(torch.full((2, 3, 2), 0.5), torch.tensor([0, 1, 0]))
-    ts.fit(probs, torch.tensor([0, 1]))
+    ts.fit(torch.cat([probs, probs]), torch.tensor([0, 1, 0, 0]))  # 3 of 4 right: T inside
     with pytest.raises(ValueError, match="Expected a tensor.*got a Prediction"):
         ts(Prediction("categorical", samples=probs[None]))
     with pytest.raises(ValueError, match="0 < T_min < 1 < T_max"):
