@@ -198,7 +198,7 @@ class HierarchicalPrior(Prior):
                 weights[n] = pyro.sample(site, d, infer=init)
                 continue
             std = dist.Normal(torch.zeros_like(p), torch.ones_like(p)).to_event(p.dim())
-            z = pyro.sample(noncentred_site(site), std, infer=_z_init(p, s))
+            z = pyro.sample(noncentred_site(site), std, infer=_z_init(p))
             weights[n] = pyro.deterministic(site, z * s, event_dim=p.dim())
         return weights
 
@@ -245,16 +245,11 @@ class HierarchicalPrior(Prior):
         raise NotImplementedError
 
 
-def _z_init(param: torch.Tensor, s: torch.Tensor | float) -> InferDict:
-    """``infer`` of a non-centred site: start ``z`` where ``z * s`` is the network's weight
-    (under a plate, where ``s`` has leading dims, at the weight itself)."""
-    p = param.detach()
-    if torch.is_tensor(s):
-        s = s.detach()
-        init = p / s if s.dim() <= p.dim() else p
-    else:
-        init = p / s
-    return cast(InferDict, {INIT_KEY: init.expand(p.shape)})
+def _z_init(param: torch.Tensor) -> InferDict:
+    """``infer`` of a non-centred site: ``z`` starts at the network's weights (so ``W`` starts
+    at ``W_net * s(h_0)``: the network's weights where the initial scale is one, near zero
+    under a horseshoe, whose ``W_net / s`` start would sit far in the tails of ``N(0, 1)``)."""
+    return cast(InferDict, {INIT_KEY: param.detach()})
 
 
 class _ScaleHyperprior:

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "metrics": 1,
     # L2 nouns
     "priors": 2,
+    "hierarchical": 2,  # hierarchical priors (hyper-sites), beside priors
     "likelihoods": 2,
     # L3 assembly
     "model": 3,
@@ -86,6 +87,7 @@ SIBLING_EDGES: frozenset[tuple[str, str]] = frozenset(
         ("checkpoint", "serialization"),  # checkpoint.py is the alias of the file format
         ("bnn", "serialization"),
         ("distill", "workflows"),
+        ("hierarchical", "priors"),  # hierarchical priors derive from Prior
     }
 )
 #: Every L0 module may import these two.
