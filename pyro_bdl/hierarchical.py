@@ -39,7 +39,7 @@ them too.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import pyro
@@ -119,7 +119,7 @@ def _trailing(s: torch.Tensor, event: int, param_dim: int, dims: tuple[int, ...]
 class HierarchicalPrior(Prior):
     r"""Base of the priors with hyper-sites: ``W | h ~ N(0, s(h)^2)`` elementwise.
 
-    Subclasses implement :meth:`hyper_dists` (the hyper-sites and their priors, independent
+    Subclasses implement :meth:`make_hyper_dists` (the hyper-sites and their priors, independent
     of each other) and :meth:`weight_scale` (:math:`s(h)` of one parameter).
 
     :param include: predicate ``(name, param) -> bool`` choosing the random parameters.
@@ -146,9 +146,21 @@ class HierarchicalPrior(Prior):
     def hyper_dists(self, params: Mapping[str, torch.Tensor]) -> dict[str, Distribution]:
         """``{hyper-site name (no model prefix): prior}``, in sampling order.
 
+        Built by :meth:`make_hyper_dists` once per parameter layout (names, shapes, dtype,
+        device) and reused: every step of a fit reads them.
+
         :param params: the random parameters by name (their shapes, dtype and device).
         :return: each distribution's event shape is the site's shape, its support positive.
         """
+        key = tuple((n, tuple(p.shape), p.dtype, p.device) for n, p in params.items())
+        cache = self.__dict__.setdefault("_hyper_cache", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = self.make_hyper_dists(params)
+        return dict(cache[key])
+
+    def make_hyper_dists(self, params: Mapping[str, torch.Tensor]) -> dict[str, Distribution]:
+        """Build :meth:`hyper_dists` (what a subclass implements)."""
         raise NotImplementedError
 
     def weight_scale(
@@ -177,7 +189,7 @@ class HierarchicalPrior(Prior):
     def sample_weights(
         self,
         params: Mapping[str, torch.Tensor],
-        site_name: Any,
+        site_name: Callable[[str], str],
     ) -> dict[str, torch.Tensor]:
         """Sample the hyper-sites, then the weights, as Pyro sites (``BayesianModel`` runs this).
 
@@ -203,7 +215,10 @@ class HierarchicalPrior(Prior):
         return weights
 
     def weights_from_latents(
-        self, params: Mapping[str, torch.Tensor], sites: Mapping[str, torch.Tensor], site_name: Any
+        self,
+        params: Mapping[str, torch.Tensor],
+        sites: Mapping[str, torch.Tensor],
+        site_name: Callable[[str], str],
     ) -> dict[str, torch.Tensor]:
         """``{param name: W}`` from draws of the latent sites (hyper-sites and ``z`` or ``W``).
 
@@ -339,7 +354,7 @@ class LayerScalePrior(_ScaleHyperprior, HierarchicalPrior):
     def _site(self, name: str) -> str:
         return _hyper_name(_layer(name), self._suffix("scale"))
 
-    def hyper_dists(self, params: Mapping[str, torch.Tensor]) -> dict[str, Distribution]:
+    def make_hyper_dists(self, params: Mapping[str, torch.Tensor]) -> dict[str, Distribution]:
         out: dict[str, Distribution] = {}
         for n, p in params.items():
             site = self._site(n)
@@ -446,7 +461,7 @@ class ARDPrior(_ScaleHyperprior, HierarchicalPrior):
     def _site(self, name: str) -> str:
         return _hyper_name(_layer(name), "input_" + self._suffix("scale"))
 
-    def hyper_dists(self, params: Mapping[str, torch.Tensor]) -> dict[str, Distribution]:
+    def make_hyper_dists(self, params: Mapping[str, torch.Tensor]) -> dict[str, Distribution]:
         target = self._target(params)
         p = params[target]
         return {self._site(target): self._hyper(p, (p.shape[1],))}
@@ -539,7 +554,7 @@ class HorseshoePrior(HierarchicalPrior):
         self.regularised = regularised
         self.other_scale = _positive("other_scale", other_scale)
 
-    def hyper_dists(self, params: Mapping[str, torch.Tensor]) -> dict[str, Distribution]:
+    def make_hyper_dists(self, params: Mapping[str, torch.Tensor]) -> dict[str, Distribution]:
         matrices = {n: p for n, p in params.items() if p.dim() >= 2}
         if not matrices:
             raise ValueError(

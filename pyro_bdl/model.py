@@ -100,12 +100,8 @@ class BayesianModel:
         self.prefix = prefix
         self.name = name
         random = prior.random_parameters(net)
-        #: the prior when it has hyper-sites (see :mod:`pyro_bdl.hierarchical`), else ``None``
-        self.hierarchical: HierarchicalPrior | None = (
-            prior if isinstance(prior, HierarchicalPrior) else None
-        )
-        if self.hierarchical is not None:  # N(0, s(h)^2) weights: real support by construction
-            self.hierarchical.hyper_dists(dict(random))  # its argument errors, up front
+        if isinstance(prior, HierarchicalPrior):  # N(0, s(h)^2) weights: real support
+            prior.hyper_dists(dict(random))  # its argument errors, up front
             random_checked: list[tuple[str, nn.Parameter]] = []
         else:
             random_checked = random
@@ -145,6 +141,11 @@ class BayesianModel:
     def site_names(self) -> list[str]:
         """Weight site names, in network order."""
         return [self.prefix + n for n in self.random_names]
+
+    @property
+    def hierarchical(self) -> HierarchicalPrior | None:
+        """The prior when it has hyper-sites (see :mod:`pyro_bdl.hierarchical`), else ``None``."""
+        return self.prior if isinstance(self.prior, HierarchicalPrior) else None
 
     @property
     def hyper_site_names(self) -> list[str]:

@@ -353,3 +353,30 @@ def test_sparse_regression_horseshoe_and_ard_shrink_irrelevant_weights():
     assert bool(((hs_mean[:3] - truth[:3]).abs() < 2 * hs_sd[:3]).all())
     assert float(ard_irr.mean()) <= 0.75 * float(iid_irr.mean())
     assert float(ard_irr.max()) < float(iid_irr.max())
+
+
+def _nuts_stats(centred: bool) -> tuple[int, float]:
+    """Divergences and the largest split r-hat of one NUTS chain (150 warm-up, 300 draws)."""
+    x = torch.linspace(-2, 2, 5).unsqueeze(-1)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    prior = LayerScalePrior("half_normal", centred=centred)
+    bnn = BNN(_net(1, 8), prior, HomoskedasticGaussian(1.0))
+    kernel = NUTS(bnn.model, max_tree_depth=5)
+    mcmc = MCMC(kernel, num_samples=300, warmup_steps=150, disable_progbar=True)
+    mcmc.run(x, torch.sin(x[:, 0]))
+    diag = mcmc.diagnostics()
+    divergences = sum(len(v) for v in diag["divergences"].values())
+    rhat = max(
+        float(v["r_hat"].max()) for v in diag.values() if isinstance(v, dict) and "r_hat" in v
+    )
+    return divergences, rhat
+
+
+@pytest.mark.slow
+def test_noncentred_nuts_mixes_where_centred_does_not():
+    """1-8-1 tanh net, layer scales ~ half-normal(1), 5 points with noise 1 (a funnel)."""
+    nc_div, nc_rhat = _nuts_stats(centred=False)
+    c_div, c_rhat = _nuts_stats(centred=True)
+    assert nc_div == 0 and nc_rhat < 1.05, (nc_div, nc_rhat)
+    assert c_div > 0 or c_rhat > 1.1, (c_div, c_rhat)  # the centred funnel: stuck or diverging
