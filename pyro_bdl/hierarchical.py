@@ -45,6 +45,7 @@ from typing import Any, cast
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.poutine.runtime import InferDict
 from torch.distributions import Distribution
 
@@ -199,7 +200,8 @@ class HierarchicalPrior(Prior):
         """
         hypers = {}
         for h, d in self.hyper_dists(params).items():
-            hypers[h] = pyro.sample(site_name(h), d, infer=cast(InferDict, {HYPER_KEY: True}))
+            hd = cast(TorchDistributionMixin, d)
+            hypers[h] = pyro.sample(site_name(h), hd, infer=cast(InferDict, {HYPER_KEY: True}))
         weights = {}
         for n, p in params.items():
             s = self.weight_scale(n, p, hypers)
@@ -366,7 +368,7 @@ class LayerScalePrior(_ScaleHyperprior, HierarchicalPrior):
             shape = (p.shape[0],) if self.per == "unit" else ()
             if site in out and out[site].event_shape != shape:
                 raise ValueError(
-                    f"Expected the parameters of layer {_layer(n)!r} to share {shape[0]} output "
+                    f"Expected the parameters of layer {_layer(n)!r} to share their output "
                     f"units, but {n!r} has shape {tuple(p.shape)}; use per='layer'."
                 )
             out.setdefault(site, self._hyper(p, shape))

