@@ -380,3 +380,13 @@ def test_noncentred_nuts_mixes_where_centred_does_not():
     c_div, c_rhat = _nuts_stats(centred=True)
     assert nc_div == 0 and nc_rhat < 1.05, (nc_div, nc_rhat)
     assert c_div > 0 or c_rhat > 1.1, (c_div, c_rhat)  # the centred funnel: stuck or diverging
+
+
+def test_assigning_a_hierarchical_prior_after_construction():
+    x, y = _data()
+    bnn = _bnn(IIDPrior(dist.Normal(0.0, 1.0)))
+    assert bnn.bayesian_model.hyper_site_names == []
+    bnn.prior = LayerScalePrior()
+    assert bnn.bayesian_model.hyper_site_names == ["0.scale", "2.scale"]
+    trace = poutine.trace(bnn.model).get_trace(x, y)
+    assert trace.nodes["0.scale"]["type"] == "sample" and "0.weight_z" in trace.nodes
