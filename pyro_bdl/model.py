@@ -33,6 +33,7 @@ from torch.distributions import Normal as TorchNormal
 from ._checks import check_tensor
 from .distributions.expected_normal import ExpectedNormal
 from .distributions.tempered import DistillationCategorical
+from .hierarchical import HierarchicalPrior, noncentred_site
 from .likelihoods import OBS, Likelihood
 from .nn import (
     INIT_KEY,
@@ -99,7 +100,16 @@ class BayesianModel:
         self.prefix = prefix
         self.name = name
         random = prior.random_parameters(net)
-        for n, param in random:
+        #: the prior when it has hyper-sites (see :mod:`pyro_bdl.hierarchical`), else ``None``
+        self.hierarchical: HierarchicalPrior | None = (
+            prior if isinstance(prior, HierarchicalPrior) else None
+        )
+        if self.hierarchical is not None:  # N(0, s(h)^2) weights: real support by construction
+            self.hierarchical.hyper_dists(dict(random))  # its argument errors, up front
+            random_checked: list[tuple[str, nn.Parameter]] = []
+        else:
+            random_checked = random
+        for n, param in random_checked:
             support = prior.site_dist(n, param).support
             if not is_real_support(support):
                 raise ValueError(
@@ -135,6 +145,45 @@ class BayesianModel:
     def site_names(self) -> list[str]:
         """Weight site names, in network order."""
         return [self.prefix + n for n in self.random_names]
+
+    @property
+    def hyper_site_names(self) -> list[str]:
+        """Site names of the prior's hyper-sites, in sampling order (``[]``: no hyper-sites).
+
+        Example::
+
+            >>> BayesianModel(nn.Linear(3, 1), LayerScalePrior(), lik).hyper_site_names
+            ... # doctest: +SKIP
+            ['scale']
+        """
+        if self.hierarchical is None:
+            return []
+        params = dict(self.net.named_parameters())
+        random = {n: params[n] for n in self.random_names}
+        return [self.prefix + h for h in self.hierarchical.hyper_dists(random)]
+
+    @property
+    def latent_site_names(self) -> list[str]:
+        """Every latent site of the prior: hyper-sites, then the weights' sample sites
+        (``"{site}_z"`` for a non-centred hierarchical prior; else the weight sites)."""
+        if self.hierarchical is None or self.hierarchical.centred:
+            return self.hyper_site_names + self.site_names
+        return self.hyper_site_names + [noncentred_site(s) for s in self.site_names]
+
+    def weights_from_sites(self, sites: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{parameter name: W}`` from draws of the latent sites, keyed by site name.
+
+        Without hyper-sites this picks the weight sites; a non-centred hierarchical prior's
+        weights are ``z * s(h)`` of its ``"{site}_z"`` and hyper-site draws.
+
+        :param sites: ``{site name: (S, *site shape)}`` (other keys ignored).
+        :return: ``{parameter name: (S, *param shape)}``.
+        """
+        if self.hierarchical is None:
+            return {n: sites[self.site_name(n)] for n in self.random_names}
+        params = dict(self.net.named_parameters())
+        random = {n: params[n] for n in self.random_names}
+        return self.hierarchical.weights_from_latents(random, sites, self.site_name)
 
     def module_of(self, site: str) -> nn.Module:
         """The module owning the parameter of a weight site (the network for a top-level one)."""
@@ -240,10 +289,14 @@ class BayesianModel:
                 f"{type(samples).__name__}."
             )
         sites = {self.site_name(n): self.shapes[n] for n in self.random_names}
+        if self.hierarchical is not None:
+            random = {n: self.net.get_parameter(n) for n in self.random_names}
+            shapes = self.hierarchical.latent_shapes(random)
+            sites = {self.site_name(k): v for k, v in shapes.items()}
         missing = [s for s in sites if s not in samples]
         if missing:
             raise ValueError(
-                f"Expected draws for every weight site, but got none for {missing}; pass "
+                f"Expected draws for every latent site, but got none for {missing}; pass "
                 "mcmc.get_samples() or a dict {site name: tensor (S, *shape)}."
             )
         dtype = next(self.net.parameters()).dtype
@@ -285,6 +338,15 @@ class BayesianModel:
         for n in self.deterministic_names:
             if params[n].requires_grad:  # frozen parameters stay out of the optimiser
                 pyro.param(f"{self.name}.net.{n}", params[n])
+        if self.hierarchical is not None:  # hyper-sites first, then the weights
+            random = {n: params[n] for n in self.random_names}
+            weights = self.hierarchical.sample_weights(random, self.site_name)
+            sample_shape = sample_shape_of(weights, self.shapes)
+            f = self.forward(weights, x, sample_shape=sample_shape)
+            with _NoiseFreeMean(self.likelihood):
+                return self.likelihood(
+                    f, y, dataset_size=dataset_size, sample_ndim=len(sample_shape)
+                )
         priors = self.prior_dists(params)
         weights = {
             n: pyro.sample(
@@ -315,7 +377,25 @@ class BayesianModel:
         return self._prior_cache[1]
 
     def site_priors(self) -> dict[str, Any]:
-        """``{site name: prior distribution}`` (what guides' trace-free samplers take)."""
+        """``{site name: prior distribution}`` (what guides' trace-free samplers take).
+
+        With a hierarchical prior: the hyper-sites' priors and, non-centred, the ``N(0, 1)`` of
+        each ``"{site}_z"``; centred, a weight's prior depends on the hyper-sites and its entry
+        is ``None`` (no trace-free KL: the traced estimator is used).
+        """
+        if self.hierarchical is not None:
+            params = dict(self.net.named_parameters())
+            random = {n: params[n] for n in self.random_names}
+            out: dict[str, Any] = {
+                self.site_name(h): d for h, d in self.hierarchical.hyper_dists(random).items()
+            }
+            for n, p in random.items():
+                if self.hierarchical.centred:
+                    out[self.site_name(n)] = None
+                else:
+                    std = Independent(TorchNormal(torch.zeros_like(p), torch.ones_like(p)), p.dim())
+                    out[noncentred_site(self.site_name(n))] = std
+            return out
         return {self.site_name(n): d for n, d in self.prior_dists().items()}
 
     @contextlib.contextmanager
@@ -385,7 +465,7 @@ class BayesianModel:
         :return: outputs ``(S, N, ...)``.
         """
         if by_site:
-            sites = {n: sites[self.site_name(n)] for n in self.random_names}
+            sites = self.weights_from_sites(sites)
         sample_shape = broadcast_shapes(*(w.shape[:1] for w in sites.values()))
         return self.forward(sites, x, sample_shape=sample_shape, input_fns=input_fns)
 

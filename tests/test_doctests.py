@@ -55,6 +55,7 @@ DOCTEST_MODULES = [
     "pyro_bdl.guides.dropout",
     "pyro_bdl.guides.handlers",
     "pyro_bdl.guides.mean_field",
+    "pyro_bdl.hierarchical",
     "pyro_bdl.infer",
     "pyro_bdl.inference.callbacks",
     "pyro_bdl.inference.data",

@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "calibration": 1,  # recalibration: temperature scaling, conformal prediction
     # L2 nouns
     "priors": 2,
+    "hierarchical": 2,  # hierarchical priors (hyper-sites), beside priors
     "likelihoods": 2,
     # L3 assembly
     "model": 3,
@@ -88,6 +89,7 @@ SIBLING_EDGES: frozenset[tuple[str, str]] = frozenset(
         ("checkpoint", "serialization"),  # checkpoint.py is the alias of the file format
         ("bnn", "serialization"),
         ("distill", "workflows"),
+        ("hierarchical", "priors"),  # hierarchical priors derive from Prior
     }
 )
 #: Every L0 module may import these two.

@@ -31,6 +31,7 @@ from .base import (
     uniform_value,
 )
 from .handlers import LinearOutputNoise
+from .hyper import constrained_sites_sampler
 
 __all__ = ["AutoMeanFieldNormal", "MeanFieldNormal"]
 
@@ -99,6 +100,13 @@ class AutoMeanFieldNormal(FactorisedGuide):
         """
         if self.estimator == "sample" or not training:
             return contextlib.nullcontext()
+        hyper = getattr(model, "hyper_site_names", None)  # a hierarchical prior's
+        if hyper:
+            raise ValueError(
+                f"Expected a prior without hyper-sites for estimator={self.estimator!r}, but the "
+                f"prior samples {hyper}: its weights' KL depends on them (local "
+                "reparameterization and flipout need a fixed prior). Use estimator='sample'."
+            )
         sites: dict[str, nn.Module] = {}
         params = dict(model.net.named_parameters())
         priors = model.site_priors()
@@ -199,8 +207,12 @@ class AutoMeanFieldNormal(FactorisedGuide):
             >>> draws["0.weight"].shape
             torch.Size([10, 4, 1])
         """
-        if self.prototype_trace is None or any(t is not None for t in self._transforms.values()):
+        if self.prototype_trace is None:
             return None
+        if any(t is not None for t in self._transforms.values()):  # hyper-sites: guides/hyper.py
+            if priors is not None and self.estimator != "sample":
+                return None
+            return constrained_sites_sampler(self, self._transforms, priors, _MeanFieldSampler)
         if priors is None:  # draws only (prediction: whole weight draws whatever the estimator)
             return _MeanFieldSampler(self, {name: None for name in self._transforms})
         if self.estimator != "sample" or set(priors) != set(self._transforms):

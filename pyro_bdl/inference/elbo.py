@@ -292,7 +292,7 @@ class TraceFreeELBO:
             self.sampler.rows = rows
         draws, kl = self.sampler(sample_shape)
         model = self.model
-        weights = {n: draws[model.site_name(n)] for n in model.random_names}
+        weights = model.weights_from_sites(draws)  # z * s(h) for hierarchical priors
         f = model.forward(weights, x, sample_shape=sample_shape, input_fns=self.sampler.input_fns)
         ndim = len(sample_shape)
         y = self._target(y, f, ndim)
