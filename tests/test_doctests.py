@@ -65,6 +65,7 @@ DOCTEST_MODULES = [
     "pyro_bdl.inference.predict",
     "pyro_bdl.inference.state",
     "pyro_bdl.inference.strategies",
+    "pyro_bdl.inference.tempering",
     "pyro_bdl.likelihoods.base",
     "pyro_bdl.likelihoods.classification",
     "pyro_bdl.likelihoods.distillation",

@@ -274,13 +274,19 @@ class _MeanFieldSampler:
             return
         prior = {n: part for n, part in parts.items() if part is not None}  # every site
         prior_loc = torch.cat([prior[n][0].reshape(-1) for n in self.names])
-        prior_scale = torch.cat([prior[n][1].reshape(-1) for n in self.names]).detach()
+        prior_scale = torch.cat([prior[n][1].reshape(-1) for n in self.names])
+        # learned prior scales (empirical Bayes) keep their graph: the KL's gradient reaches them
+        learned = prior_scale.requires_grad and torch.is_grad_enabled()
+        prior_scale = prior_scale if learned else prior_scale.detach()
         self.prior_loc = None if bool((prior_loc == 0).all()) else prior_loc.detach()
-        uniform = uniform_value(prior_scale)
+        uniform = None if learned else uniform_value(prior_scale)
         self.inv_two_var: float | torch.Tensor = (
             float(0.5 / prior_scale[0] ** 2) if uniform is not None else 0.5 / prior_scale**2
         )
-        self.const = float(prior_scale.log().sum()) - 0.5 * prior_scale.numel()
+        log_scales = prior_scale.log().sum()
+        self.const: float | torch.Tensor = (
+            log_scales if learned else float(log_scales)
+        ) - 0.5 * prior_scale.numel()
 
     def __call__(
         self, sample_shape: tuple[int, ...] = (), with_kl: bool = True
