@@ -10,6 +10,8 @@ in original units from T Monte-Carlo draws. Mean-field VI on the same network is
     python benchmarks/uci.py --jobs 2 --output uci.md
     python benchmarks/uci.py --quick                 # 2 splits, 10 epochs, tiny grid (CI)
     python benchmarks/uci.py --posteriors --splits 3 # + deep ensembles, Laplace, SWAG
+    python benchmarks/uci.py --epochs 400 --guides meanfield meanfield-horseshoe meanfield-learned
+                                                     # mean-field with other priors (#20)
 """
 
 from __future__ import annotations
