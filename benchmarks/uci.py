@@ -10,6 +10,8 @@ in original units from T Monte-Carlo draws. Mean-field VI on the same network is
     python benchmarks/uci.py --jobs 2 --output uci.md
     python benchmarks/uci.py --quick                 # 2 splits, 10 epochs, tiny grid (CI)
     python benchmarks/uci.py --posteriors --splits 3 # + deep ensembles, Laplace, SWAG
+    python benchmarks/uci.py --epochs 400 --guides meanfield meanfield-horseshoe meanfield-learned
+                                                     # mean-field with other priors (#20)
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from torch import nn
 from pyro_bdl import BNN, HomoskedasticGaussian, MeanFieldNormal
 from pyro_bdl.datasets import UCI_DATASETS, find_uci_dir, load_uci, standardize, uci_splits
 from pyro_bdl.guides import BernoulliDropout
+from pyro_bdl.hierarchical import ARDPrior, HorseshoePrior, LayerScalePrior
 from pyro_bdl.likelihoods import HeteroskedasticGaussian
 from pyro_bdl.metrics import gaussian_test_ll, rmse
 from pyro_bdl.posteriors import SWAG, DeepEnsemble, Laplace, map_to_net
+from pyro_bdl.priors import LearnedNormalPrior
 
 try:  # SG-MCMC: on main since the merge of the sgmcmc branch
     from pyro_bdl.posteriors.sgmcmc import SGHMC
@@ -45,10 +49,14 @@ except ImportError:  # pragma: no cover - an older checkout
     SGHMC = None
 
 GUIDES = ("dropout", "meanfield")
+#: Mean-field VI with a learned or hierarchical prior (issue #20): ``meanfield-{name}``.
+PRIORS = ("learned", "layerscale", "ard", "horseshoe")
 #: ``--posteriors``: the guides and the posterior types of issue #17
 POSTERIORS = ("dropout", "meanfield", "ensemble", "laplace-last", "laplace-all", "swag") + (
     ("sghmc",) if SGHMC is not None else ()
 )
+#: ``--guides`` choices: the posterior types and the mean-field rows with other priors
+CHOICES = POSTERIORS + tuple(f"meanfield-{p}" for p in PRIORS)
 #: Published anchors of ``--posteriors`` (as printed in the papers):
 #: Deep Ensembles (Lakshminarayanan et al. 2017, Table 1; +- std over splits) RMSE and NLL;
 #: PBP (Hernandez-Lobato & Adams 2015) test LL.
@@ -57,6 +65,8 @@ ENSEMBLE_PUBLISHED = {
     "concrete": ((6.03, 0.58), (3.06, 0.18)),
     "wine-quality-red": ((0.64, 0.04), (0.94, 0.12)),
 }
+#: Horseshoe BNN (Ghosh & Doshi-Velez 2017), published test NLL, as test LL (no s.e. quoted here).
+HORSESHOE_TEST_LL = {"bostonHousing": -2.54, "concrete": -3.09, "wine-quality-red": -0.95}
 PBP_TEST_LL = {"bostonHousing": -2.57, "concrete": -3.16, "wine-quality-red": -0.97}
 #: Drop probabilities of the grid (Gal's ``dropout_rates.txt``).
 DROPOUT_GRID = (0.005, 0.01, 0.05, 0.1)
@@ -139,12 +149,36 @@ def fit_dropout(
     return bnn
 
 
-def fit_meanfield(x: torch.Tensor, y: torch.Tensor, cfg: dict, seed: int) -> BNN:
-    """Mean-field Gaussian VI: prior N(0, 1) on the standardised problem, noise std learned."""
+def make_prior(name: str) -> Any:
+    """The prior of a mean-field row: ``"normal"`` N(0, 1), or one of :data:`PRIORS`.
+
+    ``learned``: one N(0, s^2) scale per layer, s learned by the ELBO (empirical Bayes, from 1);
+    ``layerscale``: s ~ half-Cauchy(1) per layer; ``ard``: s_j ~ half-Cauchy(1) per input of the
+    first layer; ``horseshoe``: the regularised horseshoe, tau_0 = 1, slab scale 2, local scales
+    per weight. The hierarchical ones are non-centred (the trace-free mean-field estimator).
+    """
+    if name == "normal":
+        return dist.Normal(0.0, 1.0)
+    if name == "learned":
+        return LearnedNormalPrior(init_scale=1.0, per="layer")
+    if name == "layerscale":
+        return LayerScalePrior()
+    if name == "ard":
+        return ARDPrior()
+    if name == "horseshoe":
+        return HorseshoePrior(global_scale=1.0, slab_scale=2.0)
+    raise ValueError(f"Expected a prior in {('normal', *PRIORS)}, but got {name!r}.")
+
+
+def fit_meanfield(
+    x: torch.Tensor, y: torch.Tensor, cfg: dict, seed: int, prior: str = "normal"
+) -> BNN:
+    """Mean-field Gaussian VI: prior N(0, 1) (or ``make_prior(prior)``) on the standardised
+    problem, noise std learned."""
     pyro.clear_param_store()
     bnn = BNN(
         make_net(x.shape[1], cfg["n_hidden"], seed),
-        dist.Normal(0.0, 1.0),
+        make_prior(prior),
         HomoskedasticGaussian(init_scale=0.5),
         guide=MeanFieldNormal(init_scale=1e-2),
     )
@@ -202,10 +236,12 @@ def run_dropout_split(x_train, y_train, x_test, y_test, cfg: dict, seed: int) ->
     }
 
 
-def run_meanfield_split(x_train, y_train, x_test, y_test, cfg: dict, seed: int) -> dict:
+def run_meanfield_split(
+    x_train, y_train, x_test, y_test, cfg: dict, seed: int, prior: str = "normal"
+) -> dict:
     """One mean-field fit on the whole training split; tau from the learned noise std."""
     xs, ys, (xt,), y_mean, y_std = _scaled(x_train, y_train, x_test)
-    bnn = fit_meanfield(xs, ys, cfg, seed)
+    bnn = fit_meanfield(xs, ys, cfg, seed, prior)
     tau = float(bnn.likelihood.scale.detach() * y_std) ** -2
     loc = draws(bnn, xt, y_mean, y_std, cfg, seed)
     return {"rmse": rmse(loc, y_test), "ll": gaussian_test_ll(loc, y_test, tau=tau), "tau": tau}
@@ -339,6 +375,7 @@ RUNNERS = {
     "laplace-last": functools.partial(run_laplace_split, subset="last_layer"),
     "laplace-all": functools.partial(run_laplace_split, subset="all"),
     "swag": run_swag_split,
+    **{f"meanfield-{p}": functools.partial(run_meanfield_split, prior=p) for p in PRIORS},
 }
 
 
@@ -415,6 +452,9 @@ def format_table(results: dict[str, dict[str, dict]]) -> str:
                 f"{s['seconds']:.0f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
+        if "meanfield-horseshoe" in by_guide and name in HORSESHOE_TEST_LL:
+            ll = HORSESHOE_TEST_LL[name]
+            lines.append(f"| horseshoe BNN (published) | | | | | {ll:.2f} | | | |")
         if "dropout" in by_guide:
             picks = [(r["p"], r["tau"]) for r in by_guide["dropout"]["splits"]]
             counts = sorted({k: picks.count(k) for k in picks}.items(), key=lambda kv: -kv[1])
@@ -473,7 +513,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None, help="default: find_uci_dir()")
     parser.add_argument("--datasets", nargs="+", default=list(UCI_DATASETS))
     parser.add_argument("--splits", type=int, default=20, help="first K of the 20 splits")
-    parser.add_argument("--guides", nargs="+", choices=POSTERIORS, default=None)
+    parser.add_argument("--guides", nargs="+", choices=CHOICES, default=None)
     parser.add_argument(
         "--posteriors",
         action="store_true",

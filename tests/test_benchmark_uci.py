@@ -7,8 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pyro_bdl.datasets import find_uci_dir
+from pyro_bdl.hierarchical import ARDPrior, HorseshoePrior, LayerScalePrior
+from pyro_bdl.priors import LearnedNormalPrior
 
 _PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "uci.py"
 
@@ -124,3 +127,44 @@ def test_posteriors_subset_of_methods(uci, tmp_path):
     argv = ["--posteriors", "--quick", "--data-dir", str(tmp_path), "--datasets", "toyB"]
     results = uci.main([*argv, "--guides", "ensemble", "swag", "--splits", "1"])
     _check_results(results, ["toyB"], ["ensemble", "swag"], 1)
+
+
+def test_meanfield_prior_rows_quick_synthetic(uci, tmp_path):
+    """``meanfield-{learned,layerscale,ard,horseshoe}``: mean-field VI with those priors (#20)."""
+    _write_set(tmp_path, "toyA", 60, 3, seed=0)
+    out = tmp_path / "priors.md"
+    guides = ["meanfield", *(f"meanfield-{p}" for p in uci.PRIORS)]
+    argv = ["--quick", "--data-dir", str(tmp_path), "--datasets", "toyA", "--splits", "1"]
+    results = uci.main([*argv, "--guides", *guides, "--output", str(out)])
+    _check_results(results, ["toyA"], guides, 1)
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| meanfield")]
+    assert [r.split(" | ")[0][2:] for r in rows] == guides
+    assert "horseshoe BNN (published)" not in out.read_text()  # no anchor for a toy set
+
+
+def test_meanfield_priors_are_the_named_ones(uci):
+    kinds = {
+        "learned": LearnedNormalPrior,
+        "layerscale": LayerScalePrior,
+        "ard": ARDPrior,
+        "horseshoe": HorseshoePrior,
+    }
+    assert set(kinds) == set(uci.PRIORS)
+    for name, kind in kinds.items():
+        assert isinstance(uci.make_prior(name), kind)
+    with pytest.raises(ValueError, match="horseshoe"):
+        uci.make_prior("laplace")
+    # the fit really samples the horseshoe's hyper-sites
+    x = torch.randn(20, 3, dtype=uci.DTYPE)
+    cfg = {"n_hidden": 4, "epochs": 2, "lr_meanfield": 1e-2}
+    bnn = uci.fit_meanfield(x, x.sum(-1), cfg, seed=0, prior="horseshoe")
+    assert "global_scale" in bnn.bayesian_model.hyper_site_names
+
+
+def test_horseshoe_anchor_is_printed_beside_the_horseshoe_row(uci):
+    s = {"rmse": 2.5, "rmse_se": 0.1, "ll": -2.6, "ll_se": 0.05, "seconds": 10.0, "splits": [{}]}
+    text = uci.format_table({"bostonHousing": {"meanfield": s, "meanfield-horseshoe": s}})
+    assert "| horseshoe BNN (published) | | | | | -2.54 |" in text
+    assert "-2.90 ± 0.07" in text  # the N(0, 1) mean-field anchor of Gal & Ghahramani
+    text = uci.format_table({"bostonHousing": {"meanfield": s}})
+    assert "horseshoe BNN" not in text
