@@ -18,15 +18,15 @@ that makes NUTS diverge and mean-field VI collapse.
 Hyper-site names (``{layer}`` is the owning module's path in ``named_parameters()``,
 e.g. ``"0"``; a top-level parameter has none, and the name is then just the suffix):
 
-=====================  ============================================  =========================
-prior                  site                                          shape
-=====================  ============================================  =========================
-LayerScalePrior        ``"{layer}.scale"`` (``"{layer}.variance"``   ``()`` per layer, or
-                       with ``hyperprior="inverse_gamma"``)           ``(out,)`` per unit
-ARDPrior               ``"{layer}.input_scale"``                      ``(in_features,)``
-HorseshoePrior         ``"global_scale"``, ``"{layer}.local_scale"``, ``()``, weight shape or
-                       ``"slab_variance"`` (regularised only)         ``(in,)``, ``()``
-=====================  ============================================  =========================
+=====================  ================================================  =========================
+prior                  site                                              shape
+=====================  ================================================  =========================
+LayerScalePrior        ``"{layer}.scale"`` (``"{layer}.variance"``       ``()`` per layer, or
+                       with ``hyperprior="inverse_gamma"``)              ``(out,)`` per unit
+ARDPrior               ``"{layer}.input_scale"``                         ``(in_features,)``
+HorseshoePrior         ``"global_scale"``, ``"{layer}.local_scale"``,    ``()``, weight shape or
+                       ``"slab_variance"`` (regularised only)            ``(in,)``, ``()``
+=====================  ================================================  =========================
 
 Guides and estimators: :class:`~pyro_bdl.guides.MeanFieldNormal` covers the hyper-sites with
 log-normal factors (a Normal on the unconstrained value), on the trace-free path in the
