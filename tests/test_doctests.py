@@ -29,6 +29,7 @@ DOCTEST_MODULES = [
     "pyro_bdl._checks",
     "pyro_bdl.arviz",
     "pyro_bdl.bnn",
+    "pyro_bdl.calibration",
     "pyro_bdl.checkpoint",
     "pyro_bdl.cli",
     "pyro_bdl.cli.baselines",

@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     # L1 readout (torch only)
     "uncertainty": 1,
     "metrics": 1,
+    "calibration": 1,  # recalibration: temperature scaling, conformal prediction
     # L2 nouns
     "priors": 2,
     "likelihoods": 2,
@@ -81,6 +82,7 @@ SIBLING_EDGES: frozenset[tuple[str, str]] = frozenset(
     {
         ("nn", "_linear_chain"),
         ("metrics", "uncertainty"),
+        ("calibration", "uncertainty"),
         ("posteriors", "inference"),
         ("infer", "inference"),  # infer.py is the alias of inference.elbo
         ("checkpoint", "serialization"),  # checkpoint.py is the alias of the file format
