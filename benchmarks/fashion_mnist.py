@@ -18,6 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -395,6 +398,12 @@ def _parser() -> argparse.ArgumentParser:
         "--save-probs", default=None, help="folder: save validation/test predictive means"
     )
     parser.add_argument(
+        "--recalibrate",
+        default=None,
+        metavar="FOLDER",
+        help="no fitting: add temperature scaling to --json's results from --save-probs FOLDER",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="512 images, 1 epoch, 2 members, 5 draws (CI)"
     )
     return parser
@@ -404,7 +413,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         args.n_train, args.n_val, args.n_test, args.n_ood = 512, 256, 512, 128
         args.epochs, args.members, args.samples, args.laplace_steps = 1, 2, 5, 20
-    cfg = {k: v for k, v in vars(args).items() if k not in ("output", "json", "methods")}
+    cfg = {k: v for k, v in vars(args).items() if k not in ("output", "json", "methods", "argv")}
     for key in ("epochs_map", "epochs_meanfield", "epochs_dropout", "epochs_ensemble"):
         if args.epochs is not None:
             cfg[key] = args.epochs
@@ -425,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         "fit_seconds", "bins", "entropy_hist", ...}}``
     """
     args = _parser().parse_args(argv)
+    args.argv = None if argv is None else list(argv)
+    if args.recalibrate:
+        return recalibrate(args)
     cfg = _config(args)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -468,12 +480,41 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     return results
 
 
+def recalibrate(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``--recalibrate FOLDER --json FILE``: temperature scaling of the saved predictive means
+    (fitted on the validation split), added to the results in FILE; the table is rewritten."""
+    if TemperatureScaling is None or not args.json:
+        raise ValueError(
+            "Expected pyro_bdl.calibration and --json FILE (the results to update) with "
+            f"--recalibrate, but got calibration={TemperatureScaling is not None}, "
+            f"--json={args.json!r}."
+        )
+    payload = json.loads(Path(args.json).read_text())
+    data = load_data(payload["config"])
+    for method, record in payload["results"].items():
+        saved = torch.load(Path(args.recalibrate) / f"{method}.pt")
+        record.update(
+            temperature_scaled(saved["val"], data["y_val"], saved["test"], data["y_test"])
+        )
+    Path(args.json).write_text(json.dumps(payload, indent=1))
+    table = format_table(payload["results"])
+    if args.output:
+        Path(args.output).write_text(table)
+    print(table)
+    return payload["results"]
+
+
 def _write(results: dict, cfg: dict, args: argparse.Namespace, wall: float) -> None:
     """Rewritten after every method, so a run stopped early leaves what it has."""
     if args.output:
         Path(args.output).write_text(format_table(results))
     if args.json:
+        argv = sys.argv[1:] if args.argv is None else args.argv
         payload = {
+            "command": " ".join(["python benchmarks/fashion_mnist.py", *argv]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{cfg['threads']} torch thread(s)",
+            "labels": LABELS,
             "config": cfg,
             "torch": torch.__version__,
             "pyro": pyro.__version__,

@@ -78,8 +78,9 @@ def test_table_puts_published_numbers_beside_ours(fmnist):
 
 @pytest.mark.slow
 def test_quick_run(fmnist, have_data, tmp_path):
-    out, js = tmp_path / "table.md", tmp_path / "results.json"
-    results = fmnist.main(["--quick", "--output", str(out), "--json", str(js)])
+    out, js, saved = tmp_path / "table.md", tmp_path / "results.json", tmp_path / "probs"
+    argv = ["--quick", "--output", str(out), "--json", str(js), "--save-probs", str(saved)]
+    results = fmnist.main(argv)
     assert list(results) == list(fmnist.METHODS)
     for method, r in results.items():
         for key in ("accuracy", "nll", "ece", "brier", "auroc_inverted", "auroc_noise"):
@@ -99,3 +100,16 @@ def test_quick_run(fmnist, have_data, tmp_path):
     assert len({line.count("|") for line in rows}) == 1  # every row has the header's cells
     payload = json.loads(js.read_text())
     assert set(payload["results"]) == set(fmnist.METHODS) and payload["config"]["n_train"] == 512
+    assert payload["command"] == "python benchmarks/fashion_mnist.py " + " ".join(argv)
+    # temperature scaling, fitted on the validation split: in the run, and again from the saved
+    # predictive means (--recalibrate) with the same result
+    assert "ECE after TS (T)" in out.read_text()
+    for r in results.values():
+        assert r["temperature"] > 0 and 0 <= r["ece_ts"] <= 1 and math.isfinite(r["nll_ts"])
+    for r in payload["results"].values():
+        r.pop("ece_ts"), r.pop("temperature"), r.pop("nll_ts")
+    js.write_text(json.dumps(payload))
+    again = fmnist.main(["--recalibrate", str(saved), "--json", str(js)])
+    for method, r in results.items():
+        assert again[method]["ece_ts"] == pytest.approx(r["ece_ts"], abs=1e-9)
+        assert again[method]["temperature"] == pytest.approx(r["temperature"], rel=1e-9)
