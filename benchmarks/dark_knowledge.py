@@ -91,8 +91,8 @@ def student(x_tr: torch.Tensor, moments: torch.Tensor, cfg: dict, seed: int) -> 
     pyro.clear_param_store()
     net = make_net(x_tr.shape[1], cfg["n_hidden"], seed + 1)
     bnn = BNN(net, dist.Normal(0.0, 1.0), GaussianDistillation(min_scale=1e-3), guide=AutoDelta)
-    bnn.fit(x_tr, moments, epochs=cfg["student_epochs"], batch_size=BATCH, lr=cfg["lr"],
-            seed=seed, progress=False)  # fmt: skip
+    kw = {"batch_size": cfg["student_batch"], "lr": cfg["lr"], "seed": seed, "progress": False}
+    bnn.fit(x_tr, moments, epochs=cfg["student_epochs"], **kw)
     return bnn
 
 
@@ -184,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.1, help="perturbation std (standardised x)")
     p.add_argument("--student-epochs", type=int, default=60)
     p.add_argument("--lr", type=float, default=3e-3, help="student learning rate")
+    p.add_argument("--student-batch", type=int, default=256, help="student minibatch size")
     p.add_argument("--output", type=Path, help="write the markdown table here")
     p.add_argument("--json", type=Path, help="write the results (JSON) here")
     return p
@@ -192,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
     cfg = {k: getattr(args, k) for k in ("splits", "dataset", "n_hidden", "map_epochs", "burn_in",
-           "draws", "copies", "noise", "student_epochs", "lr")}  # fmt: skip
+           "draws", "copies", "noise", "student_epochs", "lr", "student_batch")}  # fmt: skip
     if args.quick:
         cfg.update(splits=2, map_epochs=10, burn_in=2, draws=5, copies=2, student_epochs=5)
     torch.set_num_threads(1)

@@ -272,9 +272,10 @@ def summarise(records: list[dict], teacher_info: dict) -> list[dict]:
         base = hard.get((row["prior"], row["n_transfer"], row["hidden"]), math.nan)
         gap = base - t_err[row["teacher"]]
         t, sw = row["T"], row["soft_weight"]
+        curves = [{int(e): v for e, v in r["curve"].items()} for r in recs]  # JSON: str keys
         curve = {
-            e: statistics.fmean(r["curve"][e] for r in recs if e in r["curve"])
-            for e in sorted({e for r in recs for e in r["curve"]}, key=int)
+            e: statistics.fmean(c[e] for c in curves if e in c)
+            for e in sorted({e for c in curves for e in c})
         }
         row.update(soft_weight=t**2 if sw is None and t else sw, seeds=len(recs), errors=m,
                    errors_sd=sd, gap_recovered=(base - m) / gap if t and gap > 0 else math.nan,
@@ -357,6 +358,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity-hidden", type=int, default=100)
     p.add_argument("--capacity-temperatures", type=float, nargs="+", default=[4, 20])
     p.add_argument("--resume", type=Path, help="JSON of an earlier run: reuse its student runs")
+    p.add_argument("--retable", type=Path, help="only rebuild the tables of this run's JSON")
     p.add_argument("--n-val", type=int, default=5000)
     p.add_argument("--n-test", type=int, default=10000)
     p.add_argument("--omit", type=int, default=3, help="class left out of the transfer set")
@@ -401,8 +403,22 @@ def _resumed(path: Path | None, cfg: dict) -> dict[tuple, dict]:
     return out
 
 
+def retable(args: argparse.Namespace) -> dict:
+    """Re-summarise a finished run's records (``--retable run.json``) and rewrite the outputs."""
+    result = json.loads(args.retable.read_text())
+    result["rows"] = summarise(result["records"], result["teacher"])
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    if args.output:
+        args.output.write_text(format_tables(result))
+    print(format_tables(result))
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
+    if args.retable:
+        return retable(args)
     cfg = config(args)
     torch.set_num_threads(1)
     start = time.perf_counter()
