@@ -75,13 +75,25 @@ def test_distillation_quick(distillation, tmp_path):
     soft = [r for r in result["rows"] if r["experiment"] == "soft"]
     assert [r["T"] for r in soft] == [None, *cfg["temps"]]
     assert {r["experiment"] for r in result["rows"]} == {
-        "soft", "prior", "prior-soft1", "mixed", "bayes"
+        "soft", "small", "small-prior", "small-bayes", "prior", "prior-soft1", "mixed", "bayes",
+        "capacity",
     }  # fmt: skip
+    small = [r for r in result["rows"] if r["experiment"] == "small"]
+    assert {r["n_transfer"] for r in small} == {cfg["n_small"]}
+    # the gap recovered is computed against the hard-label student of the same transfer set
+    hard = small[0]["errors"]
+    for r in small[1:]:
+        gap = hard - t["errors_det"]
+        assert r["gap_recovered"] == pytest.approx((hard - r["errors"]) / gap) or gap <= 0
     om = result["omitted"][0]
     assert 0 <= om["before"]["class_acc"] <= 1 and om["shift_prior"] >= 0
     text = out.read_text()
-    rows = [line for line in text.splitlines() if re.match(r"\| (soft|prior|mixed|bayes)", line)]
-    assert len(rows) == len(result["rows"]) and all(line.count("|") == 12 for line in rows)
+    rows = [
+        line
+        for line in text.splitlines()
+        if re.match(r"\| (soft|small|prior|mixed|bayes|capa)", line)
+    ]
+    assert len(rows) == len(result["rows"]) and all(line.count("|") == 14 for line in rows)
     assert "Omitted class 3 (Dress)" in text
 
 
