@@ -293,7 +293,13 @@ class TraceFreeELBO:
         draws, kl = self.sampler(sample_shape)
         model = self.model
         weights = {n: draws[model.site_name(n)] for n in model.random_names}
-        f = model.forward(weights, x, sample_shape=sample_shape, input_fns=self.sampler.input_fns)
+        f = model.forward(
+            weights,
+            x,
+            sample_shape=sample_shape,
+            input_fns=self.sampler.input_fns,
+            layer_fns=getattr(self.sampler, "layer_fns", None),
+        )
         ndim = len(sample_shape)
         y = self._target(y, f, ndim)
         lp = model.likelihood.log_density(f, y, ndim)
@@ -400,6 +406,9 @@ def make_objective(
             return _refuse_trace_free(estimator, why, traced)
         if num_particles > 1 and not vectorize_particles:
             return _refuse_trace_free(estimator, "particles are not vectorised", traced)
+        if num_particles > 1 and getattr(sampler, "layer_fns", None):
+            why = "its per-example output noise is drawn for one particle at a time"
+            return _refuse_trace_free(estimator, why, traced)
         objective = TraceFreeELBO(model, sampler, params)
         objective(x, y, dataset_size)  # tried once, on the example batch
     return objective
