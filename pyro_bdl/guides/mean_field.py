@@ -301,15 +301,13 @@ class _MeanFieldSampler:
         # one flat vector: fewer autograd nodes per step
         loc = flat_entries(self.locs)
         scale = self.transform(flat_entries(self.rhos))
-        eps = torch.cat(
-            [
-                torch.empty(shape + tuple(s), dtype=like.dtype, device=like.device)
-                .normal_()
-                .reshape(shape + (-1,))
-                for s in self.shapes
-            ],
-            dim=-1,
-        )
+        # the noise site by site into one buffer (the same numbers as a normal_ per site)
+        eps = torch.empty(shape + (loc.shape[-1],), dtype=like.dtype, device=like.device)
+        for part in eps.split(self.sizes, dim=-1):
+            if shape:
+                part.copy_(torch.empty(part.shape, dtype=like.dtype, device=like.device).normal_())
+            else:
+                part.normal_()
         w = loc + eps * scale
         draws = {
             n: part.reshape(shape + tuple(s))
@@ -320,12 +318,10 @@ class _MeanFieldSampler:
         if not self.has_kl:
             raise RuntimeError("This sampler was built without priors: it has no KL.")
         centred = loc if self.prior_loc is None else loc - self.prior_loc
-        quad = scale.square() + centred.square()
-        quad = (
-            quad.sum() * self.inv_two_var
-            if isinstance(self.inv_two_var, float)
-            else (quad * self.inv_two_var).sum()
-        )
+        if isinstance(self.inv_two_var, float):  # sum(s^2 + m^2) / (2 s0^2): two dot products
+            quad = (torch.dot(scale, scale) + torch.dot(centred, centred)) * self.inv_two_var
+        else:
+            quad = ((scale.square() + centred.square()) * self.inv_two_var).sum()
         return draws, quad - scale.log().sum() + self.const
 
     #: no per-example noise
