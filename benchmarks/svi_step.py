@@ -25,7 +25,7 @@ import statistics
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import pyro
 import pyro.distributions as dist
@@ -111,8 +111,7 @@ class TransformerNet(nn.Module):
         return self.head(self.encoder(self.embed(x)).mean(1))
 
 
-@dataclass(frozen=True)
-class NetSpec:
+class NetSpec(NamedTuple):
     """A benchmark network: ``build(dropout)``, one input's shape, the task, its defaults."""
 
     build: Callable[[float], nn.Module]
