@@ -45,11 +45,15 @@ _EXPORTS = {
     "LayerwiseNormalPrior": "priors",
     "Prior": "priors",
     "ScaleMixturePrior": "priors",
+    "ARDPrior": "hierarchical",
+    "HorseshoePrior": "hierarchical",
+    "LayerScalePrior": "hierarchical",
     "Prediction": "uncertainty",
     "decompose": "uncertainty",
 }
 
 __all__ = [
+    "ARDPrior",
     "AutoDropout",
     "AutoMeanFieldNormal",
     "BNN",
@@ -62,7 +66,9 @@ __all__ = [
     "FitResult",
     "HeteroskedasticGaussian",
     "HomoskedasticGaussian",
+    "HorseshoePrior",
     "IIDPrior",
+    "LayerScalePrior",
     "LayerwiseNormalPrior",
     "Likelihood",
     "MeanFieldNormal",
@@ -88,6 +94,7 @@ if TYPE_CHECKING:
         MeanFieldNormal,
         PyroGuide,
     )
+    from .hierarchical import ARDPrior, HorseshoePrior, LayerScalePrior
     from .infer import ELBOTerms, elbo_terms
     from .likelihoods import (
         Bernoulli,

@@ -13,7 +13,7 @@ import itertools
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyro.optim
 import torch
@@ -90,6 +90,12 @@ class BNN(PyroModule, PosteriorFile):
     :param name: name of this BNN in Pyro's param store (default: unique ``"BNN<k>"``).
     :param vectorize: how draws are batched through the network (see
         :class:`~pyro_bdl.nn.BatchedForward`).
+    :param temperature: :math:`T > 0` of the posterior (see :attr:`temperature`): ``1.0`` is the
+        Bayes posterior, ``T < 1`` a cold one (Wenzel et al. 2020).
+
+    A prior with learned scales (:class:`~pyro_bdl.priors.LearnedNormalPrior`, empirical Bayes)
+    becomes this module's child ``prior_params``: :meth:`fit` trains its scales with the guide,
+    ``state_dict``/:meth:`save`/:meth:`load` carry them and the repr prints them.
 
     Example::
 
@@ -116,6 +122,7 @@ class BNN(PyroModule, PosteriorFile):
         prefix: str = "",
         name: str | None = None,
         vectorize: bool | str = "auto",
+        temperature: float = 1.0,
     ) -> None:
         if not isinstance(net, nn.Module):
             raise TypeError(f"Expected net to be a torch.nn.Module, but got {type(net).__name__}.")
@@ -138,10 +145,18 @@ class BNN(PyroModule, PosteriorFile):
         if first is not None:  # learned likelihood parameters (a noise scale) live with the net
             likelihood.to(device=first.device, dtype=first.dtype)
         self.likelihood = likelihood
+        if isinstance(prior, nn.Module):  # learned prior scales: "{name}.prior_params.*"
+            self.prior_params = prior
         #: the Pyro program (prior, likelihood, lifted net); it owns no parameters, so the
         #: state-dict and param-store names stay this BNN's
         self.bayesian_model = BayesianModel(
-            net, prior, likelihood, prefix=prefix, name=name, vectorize=vectorize
+            net,
+            prior,
+            likelihood,
+            prefix=prefix,
+            name=name,
+            vectorize=vectorize,
+            temperature=temperature,
         )
         self.random_names = list(self.bayesian_model.random_names)
         self.deterministic_names = list(self.bayesian_model.deterministic_names)
@@ -158,6 +173,13 @@ class BNN(PyroModule, PosteriorFile):
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "guide":  # anything guide= takes, and an AutoGuide instance
             self._install_guide(value, self._adopt(value))
+            return
+        if name == "prior":  # the model's prior; a learned one is the child "prior_params"
+            self._modules.pop("prior_params", None)
+            if isinstance(value, nn.Module):
+                cast(Prior, value).random_parameters(self._net)  # creates its learned scales
+                super().__setattr__("prior_params", value)
+            self.bayesian_model.prior = value
             return
         super().__setattr__(name, value)
 
@@ -229,6 +251,36 @@ class BNN(PyroModule, PosteriorFile):
     @prior.setter
     def prior(self, value: Prior) -> None:
         self.bayesian_model.prior = value
+
+    @property
+    def temperature(self) -> float:
+        r"""The posterior's temperature :math:`T` (assigning one re-tempers the model).
+
+        ``bnn.model`` scales its whole log joint (prior and likelihood) by :math:`1/T`, and
+        :meth:`fit` maximises the tempered ELBO
+        :math:`(\mathbb E_q[\log p(y \mid W)] - \mathrm{KL}(q \| p)) / T +
+        (1 - 1/T)\,\mathrm H[q]` on either estimator: its ``loglik`` is
+        :math:`\mathbb E_q[\log p(y \mid W)] / T` and its ``kl`` the rest (see
+        :attr:`BayesianModel.temperature <pyro_bdl.model.BayesianModel.temperature>`).
+
+        Example::
+
+            >>> import pyro.distributions as dist
+            >>> from pyro_bdl import HomoskedasticGaussian
+            >>> bnn = BNN(nn.Linear(1, 1), dist.Normal(0., 1.), HomoskedasticGaussian(0.1),
+            ...           temperature=0.5)
+            >>> bnn.temperature
+            0.5
+            >>> bnn.temperature = -1.0
+            Traceback (most recent call last):
+            ...
+            ValueError: Expected temperature T > 0 (a finite number; ...), but got -1.0. ...
+        """
+        return self.bayesian_model.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.bayesian_model.temperature = value
 
     # ------------------------------------------------------------------ the Pyro program
     def site_name(self, param_name: str) -> str:
@@ -339,7 +391,10 @@ class BNN(PyroModule, PosteriorFile):
         """Fit the guide (and the deterministic parameters) by SVI.
 
         Each step minimises the negative ELBO, in nats for the whole data set (the data plate
-        scales a minibatch by ``N / B``); the returned history is divided by N.
+        scales a minibatch by ``N / B``); the returned history is divided by N. At a
+        :attr:`temperature` ``T != 1`` it is the tempered ELBO (its ``loglik`` divided by ``T``);
+        a prior's learned scales (:class:`~pyro_bdl.priors.LearnedNormalPrior`) are trained
+        with the guide.
 
         :param x: inputs ``(N, ...)``, or a DataLoader yielding ``(x, y)`` minibatches.
             numpy arrays, lists and pandas objects are converted: floating values to the
@@ -609,5 +664,7 @@ class BNN(PyroModule, PosteriorFile):
         return (
             f"BNN(name={self.name!r}, random={len(self.random_names)} params, "
             f"deterministic={len(self.deterministic_names)}, prior={self.prior!r}, "
-            f"likelihood={self.likelihood!r})"
+            f"likelihood={self.likelihood!r}"
+            + ("" if self.temperature == 1.0 else f", temperature={self.temperature:g}")
+            + ")"
         )

@@ -15,6 +15,7 @@ user (or :class:`~pyro_bdl.BNN`, whose state-dict and param-store names they kee
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from torch.distributions import Normal as TorchNormal
 from ._checks import check_tensor
 from .distributions.expected_normal import ExpectedNormal
 from .distributions.tempered import DistillationCategorical
+from .hierarchical import HierarchicalPrior, noncentred_site
 from .likelihoods import OBS, Likelihood
 from .nn import (
     INIT_KEY,
@@ -44,7 +46,7 @@ from .nn import (
 )
 from .priors import Prior
 
-__all__ = ["BayesianModel", "OBS_MEAN"]
+__all__ = ["BayesianModel", "OBS_MEAN", "check_temperature"]
 
 #: Deterministic site of :meth:`BayesianModel.__call__`: the noise-free mean E[y | x, W] of each
 #: draw (the ArviZ export's posterior variable of the same name).
@@ -67,6 +69,10 @@ class BayesianModel:
     :param name: param-store name of the deterministic parameters' owner.
     :param vectorize: how draws are batched through the network
         (see :class:`~pyro_bdl.nn.BatchedForward`).
+    :param temperature: :math:`T > 0`: the program's whole log joint, prior and likelihood, is
+        scaled by :math:`1/T` (``poutine.scale``), so that its posterior is the tempered
+        :math:`p(W \\mid y)^{1/T}`; ``1.0`` (default) is the Bayes posterior, ``T < 1`` a "cold"
+        one (see :attr:`temperature`).
     :raises ValueError: if the prior selects nothing, or gives a weight a constrained support.
 
     Example::
@@ -92,14 +98,21 @@ class BayesianModel:
         prefix: str = "",
         name: str = "model",
         vectorize: bool | str = "auto",
+        temperature: float = 1.0,
     ) -> None:
+        self.temperature = temperature  # checked by the property
         self.net = net
         self.prior = prior
         self.likelihood = likelihood
         self.prefix = prefix
         self.name = name
         random = prior.random_parameters(net)
-        for n, param in random:
+        if isinstance(prior, HierarchicalPrior):  # N(0, s(h)^2) weights: real support
+            prior.hyper_dists(dict(random))  # its argument errors, up front
+            random_checked: list[tuple[str, nn.Parameter]] = []
+        else:
+            random_checked = random
+        for n, param in random_checked:
             support = prior.site_dist(n, param).support
             if not is_real_support(support):
                 raise ValueError(
@@ -135,6 +148,50 @@ class BayesianModel:
     def site_names(self) -> list[str]:
         """Weight site names, in network order."""
         return [self.prefix + n for n in self.random_names]
+
+    @property
+    def hierarchical(self) -> HierarchicalPrior | None:
+        """The prior when it has hyper-sites (see :mod:`pyro_bdl.hierarchical`), else ``None``."""
+        return self.prior if isinstance(self.prior, HierarchicalPrior) else None
+
+    @property
+    def hyper_site_names(self) -> list[str]:
+        """Site names of the prior's hyper-sites, in sampling order (``[]``: no hyper-sites).
+
+        Example::
+
+            >>> BayesianModel(nn.Linear(3, 1), LayerScalePrior(), lik).hyper_site_names
+            ... # doctest: +SKIP
+            ['scale']
+        """
+        if self.hierarchical is None:
+            return []
+        params = dict(self.net.named_parameters())
+        random = {n: params[n] for n in self.random_names}
+        return [self.prefix + h for h in self.hierarchical.hyper_dists(random)]
+
+    @property
+    def latent_site_names(self) -> list[str]:
+        """Every latent site of the prior: hyper-sites, then the weights' sample sites
+        (``"{site}_z"`` for a non-centred hierarchical prior; else the weight sites)."""
+        if self.hierarchical is None or self.hierarchical.centred:
+            return self.hyper_site_names + self.site_names
+        return self.hyper_site_names + [noncentred_site(s) for s in self.site_names]
+
+    def weights_from_sites(self, sites: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{parameter name: W}`` from draws of the latent sites, keyed by site name.
+
+        Without hyper-sites this picks the weight sites; a non-centred hierarchical prior's
+        weights are ``z * s(h)`` of its ``"{site}_z"`` and hyper-site draws.
+
+        :param sites: ``{site name: (S, *site shape)}`` (other keys ignored).
+        :return: ``{parameter name: (S, *param shape)}``.
+        """
+        if self.hierarchical is None:
+            return {n: sites[self.site_name(n)] for n in self.random_names}
+        params = dict(self.net.named_parameters())
+        random = {n: params[n] for n in self.random_names}
+        return self.hierarchical.weights_from_latents(random, sites, self.site_name)
 
     def module_of(self, site: str) -> nn.Module:
         """The module owning the parameter of a weight site (the network for a top-level one)."""
@@ -240,10 +297,15 @@ class BayesianModel:
                 f"{type(samples).__name__}."
             )
         sites = {self.site_name(n): self.shapes[n] for n in self.random_names}
+        if self.hierarchical is not None:
+            random = {n: self.net.get_parameter(n) for n in self.random_names}
+            shapes = self.hierarchical.latent_shapes(random)
+            sites = {self.site_name(k): v for k, v in shapes.items()}
         missing = [s for s in sites if s not in samples]
         if missing:
             raise ValueError(
-                f"Expected draws for every weight site, but got none for {missing}; pass "
+                f"Expected draws for every {'latent' if self.hierarchical else 'weight'} site, "
+                f"but got none for {missing}; pass "
                 "mcmc.get_samples() or a dict {site name: tensor (S, *shape)}."
             )
         dtype = next(self.net.parameters()).dtype
@@ -263,8 +325,56 @@ class BayesianModel:
                     f"Expected draws of {k!r} in the network's dtype {dtype}, but got {v.dtype}."
                 )
 
+    # ------------------------------------------------------------------ tempering
+    @property
+    def temperature(self) -> float:
+        r"""The temperature :math:`T > 0` of the posterior this program defines.
+
+        The program's log joint is :math:`(\log p(y \mid W) + \log p(W)) / T` (every site is
+        scaled by ``1/T`` with ``poutine.scale``): NUTS on it samples the tempered posterior
+        :math:`p(W \mid y)^{1/T}`, and the ELBO the fit maximises is (Wenzel et al. 2020)
+
+        .. math::
+
+            \mathcal L_T(q) = \frac{\mathbb E_q[\log p(y \mid W)] - \mathrm{KL}(q \,\|\,
+            p)}{T} + \Bigl(1 - \frac 1T\Bigr) \mathrm H[q]
+            = \mathbb E_q\Bigl[\frac{\log p(y \mid W) + \log p(W)}{T}\Bigr] + \mathrm H[q],
+
+        whose maximiser is the tempered posterior where the guide can represent it (a Gaussian
+        posterior: the same mean, the covariance times :math:`T`). ``T = 1`` is the ELBO of the
+        Bayes posterior. There is no separate KL weight: the likelihood is only scaled by
+        ``N / B`` for minibatches (the data plate).
+
+        :raises ValueError: (on assignment) unless :math:`T` is a finite number > 0.
+
+        Example::
+
+            >>> model.temperature = 0.5  # a cold posterior  # doctest: +SKIP
+        """
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._temperature = check_temperature(value)
+
     # ------------------------------------------------------------------ the Pyro program
     def __call__(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, *, dataset_size: int | None = None
+    ) -> torch.Tensor:
+        """The program at :attr:`temperature`: :meth:`program` with every log density scaled by
+        ``1 / T`` (the untempered program itself when ``T = 1``).
+
+        :param x: inputs, shape ``(B, ...)``.
+        :param y: targets, shape ``(B, ...)``, or ``None`` to sample them.
+        :param dataset_size: N for minibatch scaling (default: the likelihood's, else ``B``).
+        :return: y (observed or sampled), shape ``sample_shape + (B, ...)``.
+        """
+        if self._temperature == 1.0:
+            return self.program(x, y, dataset_size=dataset_size)
+        with poutine.scale(scale=1.0 / self._temperature):
+            return self.program(x, y, dataset_size=dataset_size)
+
+    def program(
         self, x: torch.Tensor, y: torch.Tensor | None = None, *, dataset_size: int | None = None
     ) -> torch.Tensor:
         """Weights from the prior, then one ``"obs"`` site under the data plate.
@@ -285,6 +395,15 @@ class BayesianModel:
         for n in self.deterministic_names:
             if params[n].requires_grad:  # frozen parameters stay out of the optimiser
                 pyro.param(f"{self.name}.net.{n}", params[n])
+        if self.hierarchical is not None:  # hyper-sites first, then the weights
+            random = {n: params[n] for n in self.random_names}
+            weights = self.hierarchical.sample_weights(random, self.site_name)
+            sample_shape = sample_shape_of(weights, self.shapes)
+            f = self.forward(weights, x, sample_shape=sample_shape)
+            with _NoiseFreeMean(self.likelihood):
+                return self.likelihood(
+                    f, y, dataset_size=dataset_size, sample_ndim=len(sample_shape)
+                )
         priors = self.prior_dists(params)
         weights = {
             n: pyro.sample(
@@ -307,6 +426,8 @@ class BayesianModel:
         """
         if params is None:
             params = dict(self.net.named_parameters())
+        if self.prior_parameters():  # learned scales: this run's values, never a cached copy
+            return {n: self.prior.site_dist(n, params[n]) for n in self.random_names}
         p0 = params[self.random_names[0]]
         key = (id(self.prior), p0.dtype, p0.device)
         if self._prior_cache is None or self._prior_cache[0] != key:
@@ -314,8 +435,38 @@ class BayesianModel:
             self._prior_cache = (key, dists)
         return self._prior_cache[1]
 
+    def prior_parameters(self) -> list[torch.Tensor]:
+        """The prior's own learned parameters (empirical Bayes, e.g. the unconstrained scales of
+        a :class:`~pyro_bdl.priors.LearnedNormalPrior`); empty for a fixed prior.
+
+        Example::
+
+            >>> model.prior_parameters()  # a fixed N(0, 1) prior  # doctest: +SKIP
+            []
+        """
+        prior = self.prior
+        return list(prior.parameters()) if isinstance(prior, nn.Module) else []
+
     def site_priors(self) -> dict[str, Any]:
-        """``{site name: prior distribution}`` (what guides' trace-free samplers take)."""
+        """``{site name: prior distribution}`` (what guides' trace-free samplers take).
+
+        With a hierarchical prior: the hyper-sites' priors and, non-centred, the ``N(0, 1)`` of
+        each ``"{site}_z"``; centred, a weight's prior depends on the hyper-sites and its entry
+        is ``None`` (no trace-free KL: the traced estimator is used).
+        """
+        if self.hierarchical is not None:
+            params = dict(self.net.named_parameters())
+            random = {n: params[n] for n in self.random_names}
+            out: dict[str, Any] = {
+                self.site_name(h): d for h, d in self.hierarchical.hyper_dists(random).items()
+            }
+            for n, p in random.items():
+                if self.hierarchical.centred:
+                    out[self.site_name(n)] = None
+                else:
+                    std = Independent(TorchNormal(torch.zeros_like(p), torch.ones_like(p)), p.dim())
+                    out[noncentred_site(self.site_name(n))] = std
+            return out
         return {self.site_name(n): d for n, d in self.prior_dists().items()}
 
     @contextlib.contextmanager
@@ -385,7 +536,7 @@ class BayesianModel:
         :return: outputs ``(S, N, ...)``.
         """
         if by_site:
-            sites = {n: sites[self.site_name(n)] for n in self.random_names}
+            sites = self.weights_from_sites(sites)
         sample_shape = broadcast_shapes(*(w.shape[:1] for w in sites.values()))
         return self.forward(sites, x, sample_shape=sample_shape, input_fns=input_fns)
 
@@ -393,8 +544,41 @@ class BayesianModel:
         return (
             f"BayesianModel(random={len(self.random_names)} params, "
             f"deterministic={len(self.deterministic_names)}, prior={self.prior!r}, "
-            f"likelihood={self.likelihood!r})"
+            f"likelihood={self.likelihood!r}"
+            + ("" if self._temperature == 1.0 else f", temperature={self._temperature:g}")
+            + ")"
         )
+
+
+def check_temperature(value: Any) -> float:
+    """``value`` as a float, or an error unless it is a finite number > 0.
+
+    :param value: the temperature :math:`T` (a float, an int, or a one-element tensor).
+    :return: ``float(value)``.
+    :raises TypeError, ValueError: naming what was expected, what was received and the fix.
+
+    Example::
+
+        >>> check_temperature(0.1)
+        0.1
+        >>> check_temperature(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected temperature T > 0 (a finite number; T = 1 is the Bayes posterior, T < 1 a cold one), but got 0. Pass e.g. temperature=0.5.
+    """  # noqa: E501
+    if torch.is_tensor(value) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"Expected temperature T to be a positive number (e.g. 0.5), but got "
+            f"{type(value).__name__} {value!r}. Pass a float, e.g. temperature=0.5."
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            "Expected temperature T > 0 (a finite number; T = 1 is the Bayes posterior, T < 1 a "
+            f"cold one), but got {value!r}. Pass e.g. temperature=0.5."
+        )
+    return float(value)
 
 
 def _noise_free_mean(likelihood: Likelihood, fn: Distribution) -> torch.Tensor | None:

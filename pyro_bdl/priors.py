@@ -13,11 +13,12 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
+from pyro.nn import PyroModule, PyroParam
 from torch import nn
 from torch.distributions import Distribution
 
@@ -29,6 +30,7 @@ __all__ = [
     "Prior",
     "IIDPrior",
     "LayerwiseNormalPrior",
+    "LearnedNormalPrior",
     "ScaleMixturePrior",
     "DictPrior",
     "CallablePrior",
@@ -219,6 +221,158 @@ class LayerwiseNormalPrior(Prior):
 
     def __repr__(self) -> str:
         return f"LayerwiseNormalPrior({self.method!r})"
+
+
+class LearnedNormalPrior(PyroModule, Prior):
+    r"""Zero-mean Normal prior whose scales are learned by maximising the ELBO (empirical Bayes).
+
+    .. math::
+
+        w \sim \mathcal N(0, s_{g(w)}^2), \qquad
+        \hat s = \arg\max_s \; \max_q \; \mathrm{ELBO}(q, s)
+
+    The scales :math:`s_g` are point estimates, not latent variables: type-II maximum likelihood
+    (the evidence maximised over the prior), with the ELBO standing in for the log evidence (they
+    coincide where the guide can represent the posterior exactly). ``BNN.fit`` trains them with
+    the guide's parameters, on either ELBO estimator.
+
+    One scale per group of weights, ``per``:
+
+    * ``"network"``: one scale for every random parameter (group ``"network"``);
+    * ``"layer"``: one per module owning parameters (weight and bias of an ``nn.Linear`` share
+      it; the group is the module's name, e.g. ``"0"``; ``""`` for the network itself);
+    * ``"parameter"``: one per parameter tensor (the group is its name, e.g. ``"0.weight"``).
+
+    The scales live in one ``pyro.param`` of shape ``(G,)``, :attr:`groups` giving the order,
+    with a positive constraint (stored as its logarithm). Its param-store name is
+    ``"{owner}.prior_params.scale"``, ``owner`` the ``BNN``'s name (e.g.
+    ``"BNN0.prior_params.scale"``; the ``BNN`` adopts the prior as its child module
+    ``prior_params``, so its state dict, ``BNN.save`` and ``BNN.load`` carry
+    ``"prior_params.scale_unconstrained"``); a prior used without a ``BNN`` is named
+    ``"{name}.scale"``. The parameter is created, at ``init_scale``, when a model first selects
+    its parameters (:meth:`random_parameters`): use one instance per network.
+
+    :param init_scale: starting value of every scale (> 0).
+    :param per: ``"network"``, ``"layer"`` or ``"parameter"``.
+    :param include: predicate ``(name, param) -> bool`` choosing which parameters are random.
+    :param name: param-store name of the prior when it is used without a ``BNN``.
+    :raises ValueError: for ``init_scale <= 0`` or an unknown ``per``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_bdl.priors import LearnedNormalPrior
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        >>> prior = LearnedNormalPrior(init_scale=0.5, per="layer")
+        >>> [name for name, _ in prior.random_parameters(net)]
+        ['0.weight', '0.bias', '2.weight', '2.bias']
+        >>> prior.groups, tuple(prior.scale.shape)  # one scale per layer: (G,)
+        (['0', '2'], (2,))
+        >>> prior.prior_dist("2.bias", net[2].bias).scale
+        tensor(0.5000, grad_fn=<SelectBackward0>)
+        >>> prior
+        LearnedNormalPrior(per='layer', scales={'0': 0.5, '2': 0.5})
+    """
+
+    pers = ("network", "layer", "parameter")
+
+    def __init__(
+        self,
+        init_scale: float = 1.0,
+        per: str = "network",
+        include: Include | None = None,
+        *,
+        name: str = "prior",
+    ) -> None:
+        PyroModule.__init__(self, name)
+        Prior.__init__(self, include)
+        if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
+            raise TypeError(
+                f"Expected init_scale to be a positive float, but got {type(init_scale).__name__}."
+            )
+        if not (math.isfinite(init_scale) and init_scale > 0):
+            raise ValueError(
+                f"Expected init_scale > 0 (a finite float, e.g. 1.0), but got {init_scale}."
+            )
+        if per not in self.pers:
+            raise ValueError(
+                f"Expected per in {self.pers} (which weights share a learned scale), but got "
+                f"{per!r}."
+            )
+        self.init_scale, self.per = float(init_scale), per
+        #: the group of each entry of :attr:`scale` (set by :meth:`random_parameters`)
+        self.groups: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def group(self, name: str) -> str:
+        """The group (entry of :attr:`groups`) of the parameter ``name``.
+
+        Example::
+
+            >>> LearnedNormalPrior(per="layer").group("encoder.0.weight")
+            'encoder.0'
+        """
+        if self.per == "network":
+            return "network"
+        return name.rpartition(".")[0] if self.per == "layer" else name
+
+    def random_parameters(self, net: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        """The selected parameters; creates the learned scales (``(G,)``) on first use.
+
+        :raises ValueError: if nothing is selected, or the prior already learns the scales of a
+            network with other groups (use one prior per network).
+        """
+        chosen = super().random_parameters(net)
+        groups = list(dict.fromkeys(self.group(n) for n, _ in chosen))
+        if "scale" not in self._pyro_params:
+            like = chosen[0][1]
+            init = torch.full((len(groups),), self.init_scale, dtype=like.dtype, device=like.device)
+            self.scale = PyroParam(init, constraints.positive)
+            self.groups = groups
+        elif groups != self.groups:
+            raise ValueError(
+                f"Expected the learned scales' groups {self.groups} (this prior already learns "
+                f"them for another network), but this network has groups {groups}. Use one "
+                "LearnedNormalPrior per network."
+            )
+        self._index = {n: groups.index(self.group(n)) for n, _ in chosen}
+        return chosen
+
+    def forward(self) -> torch.Tensor:
+        """The current scales, shape ``(G,)``, through ``pyro.param`` (so that traced ELBOs and
+        Pyro's optimisers see them)."""
+        # PyroModule returns the PyroParam set in random_parameters as its constrained tensor
+        return cast(torch.Tensor, self.scale)
+
+    def prior_dist(self, name: str, param: torch.Tensor) -> Distribution:
+        if name not in self._index:
+            raise ValueError(
+                f"Expected a parameter this prior selected ({sorted(self._index)}), but got "
+                f"{name!r}: call prior.random_parameters(net) first (a BNN does)."
+            )
+        scale = self()[self._index[name]]
+        return dist.Normal(torch.zeros((), dtype=scale.dtype, device=scale.device), scale)
+
+    @property
+    def scales(self) -> dict[str, float]:
+        """``{group: current scale}`` (empty before :meth:`random_parameters`)."""
+        if "scale" not in self._pyro_params:
+            return {}
+        values = cast(torch.Tensor, self.scale).detach().tolist()  # no pyro.param call
+        return {g: round(v, 6) for g, v in zip(self.groups, values, strict=True)}
+
+    def __copy__(self) -> LearnedNormalPrior:
+        """A new prior with the same arguments and no learned scales yet (``as_prior`` copies a
+        prior to narrow its ``include``)."""
+        return type(self)(self.init_scale, self.per, self.include, name=self._pyro_name)
+
+    def config(self) -> dict | None:
+        return {"init_scale": self.init_scale, "per": self.per}
+
+    def __repr__(self) -> str:
+        if not self.groups:
+            return f"LearnedNormalPrior(init_scale={self.init_scale}, per={self.per!r})"
+        return f"LearnedNormalPrior(per={self.per!r}, scales={self.scales})"
 
 
 class ScaleMixturePrior(Prior):

@@ -560,6 +560,7 @@ class PosteriorFile:
     prior: Any
     likelihood: Any
     input_shape: tuple[int, ...] | None
+    temperature: float
     _net: nn.Module
 
     if TYPE_CHECKING:  # provided by the class this is mixed into (an nn.Module facade)
@@ -582,7 +583,7 @@ class PosteriorFile:
             shape = guide.input_shape if shape is None else shape
         else:
             initialized = getattr(guide, "prototype_trace", None) is not None
-        config = {
+        config: dict[str, Any] = {
             "pyro_bdl_version": __version__,
             "net_class": type(self._net).__qualname__,
             "prefix": self.prefix,
@@ -593,6 +594,8 @@ class PosteriorFile:
             "guide_initialized": initialized,
             "input_shape": None if shape is None else list(shape),
         }
+        if self.temperature != 1.0:  # a tempered posterior (files without it: T = 1)
+            config["temperature"] = self.temperature
         if isinstance(guide, PyroGuide):
             config["guide_params"] = list(guide.param_names)
         return config
@@ -690,7 +693,14 @@ class PosteriorFile:
             cfg, prior=prior, likelihood=likelihood, guide=guide
         )
         bnn = cls(
-            net, prior, likelihood, guide, include=include, prefix=str(cfg["prefix"]), name=name
+            net,
+            prior,
+            likelihood,
+            guide,
+            include=include,
+            prefix=str(cfg["prefix"]),
+            name=name,
+            temperature=float(cfg.get("temperature", 1.0)),
         )
         if bnn.random_names != random:
             raise ValueError(

@@ -45,8 +45,10 @@ LAYERS: dict[str, int] = {
     # L1 readout (torch only)
     "uncertainty": 1,
     "metrics": 1,
+    "calibration": 1,  # recalibration: temperature scaling, conformal prediction
     # L2 nouns
     "priors": 2,
+    "hierarchical": 2,  # hierarchical priors (hyper-sites), beside priors
     "likelihoods": 2,
     # L3 assembly
     "model": 3,
@@ -81,11 +83,13 @@ SIBLING_EDGES: frozenset[tuple[str, str]] = frozenset(
     {
         ("nn", "_linear_chain"),
         ("metrics", "uncertainty"),
+        ("calibration", "uncertainty"),
         ("posteriors", "inference"),
         ("infer", "inference"),  # infer.py is the alias of inference.elbo
         ("checkpoint", "serialization"),  # checkpoint.py is the alias of the file format
         ("bnn", "serialization"),
         ("distill", "workflows"),
+        ("hierarchical", "priors"),  # hierarchical priors derive from Prior
     }
 )
 #: Every L0 module may import these two.

@@ -19,6 +19,7 @@ from torch import nn
 
 from .._checks import check_float
 from ..distributions.masked_weight import MaskedWeight, binary_entropy
+from ..hierarchical import HYPER_KEY
 from ..nn import INIT_KEY, init_to_net
 from .base import (
     FactorisedGuide,
@@ -285,6 +286,14 @@ class AutoDropout(FactorisedGuide):
                     f"Expected dropout probabilities for weight sites among {sorted(sites)}, "
                     f"but got unknown site(s) {unknown}."
                 )
+        hyper = [name for name, site in sites.items() if site["infer"].get(HYPER_KEY)]
+        if hyper:
+            raise ValueError(
+                "Expected a prior without hyper-sites for a dropout guide (it keeps every weight "
+                f"at a point estimate times a mask), but the prior samples {hyper}. Use "
+                "MeanFieldNormal() or MCMC(NUTS(bnn.model)) with a hierarchical prior, or a "
+                "fixed prior such as IIDPrior(dist.Normal(0., 1.)) with dropout."
+            )
         for name, site in sites.items():
             if site["cond_indep_stack"] or INIT_KEY not in site["infer"]:
                 raise NotImplementedError(

@@ -32,6 +32,7 @@ from .base import (
     uniform_value,
 )
 from .handlers import LinearOutputNoise
+from .hyper import constrained_sites_sampler
 
 __all__ = ["AutoMeanFieldNormal", "MeanFieldNormal"]
 
@@ -100,6 +101,13 @@ class AutoMeanFieldNormal(FactorisedGuide):
         """
         if self.estimator == "sample" or not training:
             return contextlib.nullcontext()
+        hyper = getattr(model, "hyper_site_names", None)  # a hierarchical prior's
+        if hyper:
+            raise ValueError(
+                f"Expected a prior without hyper-sites for estimator={self.estimator!r}, but the "
+                f"prior samples {hyper}: its weights' KL depends on them (local "
+                "reparameterization and flipout need a fixed prior). Use estimator='sample'."
+            )
         sites: dict[str, nn.Module] = {}
         params = dict(model.net.named_parameters())
         priors = model.site_priors()
@@ -203,8 +211,12 @@ class AutoMeanFieldNormal(FactorisedGuide):
             >>> draws["0.weight"].shape
             torch.Size([10, 4, 1])
         """
-        if self.prototype_trace is None or any(t is not None for t in self._transforms.values()):
+        if self.prototype_trace is None:
             return None
+        if any(t is not None for t in self._transforms.values()):  # hyper-sites: guides/hyper.py
+            if priors is not None and self.estimator != "sample":
+                return None
+            return constrained_sites_sampler(self, self._transforms, priors, _MeanFieldSampler)
         if priors is None:  # draws only (prediction: whole weight draws whatever the estimator)
             return _MeanFieldSampler(self, {name: None for name in self._transforms})
         if set(priors) != set(self._transforms):
@@ -276,13 +288,19 @@ class _MeanFieldSampler:
             return
         prior = {n: part for n, part in parts.items() if part is not None}  # every site
         prior_loc = torch.cat([prior[n][0].reshape(-1) for n in self.names])
-        prior_scale = torch.cat([prior[n][1].reshape(-1) for n in self.names]).detach()
+        prior_scale = torch.cat([prior[n][1].reshape(-1) for n in self.names])
+        # learned prior scales (empirical Bayes) keep their graph: the KL's gradient reaches them
+        learned = prior_scale.requires_grad and torch.is_grad_enabled()
+        prior_scale = prior_scale if learned else prior_scale.detach()
         self.prior_loc = None if bool((prior_loc == 0).all()) else prior_loc.detach()
-        uniform = uniform_value(prior_scale)
+        uniform = None if learned else uniform_value(prior_scale)
         self.inv_two_var: float | torch.Tensor = (
             float(0.5 / prior_scale[0] ** 2) if uniform is not None else 0.5 / prior_scale**2
         )
-        self.const = float(prior_scale.log().sum()) - 0.5 * prior_scale.numel()
+        log_scales = prior_scale.log().sum()
+        self.const: float | torch.Tensor = (
+            log_scales if learned else float(log_scales)
+        ) - 0.5 * prior_scale.numel()
 
     def __call__(
         self, sample_shape: tuple[int, ...] = (), with_kl: bool = True

@@ -26,6 +26,8 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from torch.distributions import Distribution, kl_divergence
 
+from .tempering import PriorSampler, tempered_normal
+
 if TYPE_CHECKING:
     from ..model import BayesianModel
 
@@ -85,7 +87,10 @@ def _one_trace_pair(
         if gsite is None:  # a model latent the guide does not cover: sampled from the prior
             continue
         try:
-            k = kl_divergence(cast(Distribution, gsite["fn"]), cast(Distribution, site["fn"]))
+            if site["scale"] is not gsite["scale"] and site["scale"] != gsite["scale"]:
+                k = _scaled_kl(gsite, site)  # a tempered model: E_q[g log q - s log p] / g
+            else:
+                k = kl_divergence(cast(Distribution, gsite["fn"]), cast(Distribution, site["fn"]))
         except NotImplementedError:
             kl = kl + _site_log_prob_sum(gsite) - _site_log_prob_sum(site)
         else:
@@ -94,6 +99,29 @@ def _one_trace_pair(
         if gsite["type"] == "sample" and name not in model_trace.nodes:
             kl = kl + _site_log_prob_sum(gsite)
     return _as_tensor(loglik, model_trace), _as_tensor(kl, model_trace)
+
+
+def _scaled_kl(gsite: Any, site: Any) -> torch.Tensor:
+    r"""A site's term :math:`\mathbb E_q[g \log q - s \log p] / g` in closed form, where the
+    model's site has another scale :math:`s` than the guide's :math:`g` (``poutine.scale``; a
+    tempered model's :math:`s = 1/T`). Pyro's ``TraceMeanField_ELBO`` uses the guide's scale
+    alone, which drops the :math:`1/T` on the prior.
+
+    For a Gaussian prior, :math:`(s/g) \log p = \log p_{g/s} + c` (:func:`~pyro_bdl.inference.
+    tempering.tempered_normal`): the term is :math:`\mathrm{KL}(q \,\|\, p_{g/s}) - c`, the
+    trace-free estimator's form. Otherwise it is :math:`((s/g)\,\mathrm{KL}(q \,\|\, p) +
+    (s/g - 1)\,\mathrm H[q])`.
+
+    :raises NotImplementedError: if neither closed form exists (the caller then estimates the
+        term by Monte Carlo).
+    """
+    g, s = gsite["scale"], site["scale"]
+    q, p = cast(Distribution, gsite["fn"]), cast(Distribution, site["fn"])
+    made = tempered_normal(p, g / s)
+    if made is not None:
+        p_tempered, c = made
+        return kl_divergence(q, p_tempered) - c
+    return (s / g) * kl_divergence(q, p) + (s / g - 1) * q.entropy()
 
 
 def _as_tensor(total: Any, trace: Any) -> torch.Tensor:
@@ -258,6 +286,10 @@ class TraceFreeELBO:
     :param model: the :class:`~pyro_bdl.model.BayesianModel`.
     :param sampler: ``guide.trace_free_sampler(priors, model)`` (draws, KL and ``input_fns``).
     :param params: every parameter of the estimate, in a fixed order.
+    :param source: where the sampler came from
+        (:class:`~pyro_bdl.inference.tempering.PriorSampler`): at a temperature :math:`T \\ne 1`
+        the estimate is the tempered ELBO (``loglik`` divided by :math:`T`, the KL term taken to
+        the tempered prior), and with learned prior scales the sampler is rebuilt every step.
 
     Example::
 
@@ -266,11 +298,22 @@ class TraceFreeELBO:
         True
     """
 
-    def __init__(self, model: BayesianModel, sampler: Any, params: list[torch.Tensor]) -> None:
+    def __init__(
+        self,
+        model: BayesianModel,
+        sampler: Any,
+        params: list[torch.Tensor],
+        *,
+        source: PriorSampler | None = None,
+        offset: torch.Tensor | float = 0.0,
+    ) -> None:
         self.model = model
         self.sampler = sampler
         self.params = list(params)
         self._target_layouts: dict[tuple, tuple] = {}
+        #: tempering and learned priors (``None``: the Bayes posterior under a fixed prior)
+        self.source = source
+        self.offset = offset
 
     def __call__(
         self,
@@ -288,11 +331,14 @@ class TraceFreeELBO:
             process draws it.
         """
         sample_shape = (num_particles,) if num_particles > 1 else ()
+        source = self.source
+        if source is not None and source.learned:  # this step's learned prior scales
+            self.sampler, self.offset = source()
         if self.sampler.input_fns:
             self.sampler.rows = rows
         draws, kl = self.sampler(sample_shape)
         model = self.model
-        weights = {n: draws[model.site_name(n)] for n in model.random_names}
+        weights = model.weights_from_sites(draws)  # z * s(h) for hierarchical priors
         f = model.forward(
             weights,
             x,
@@ -304,6 +350,8 @@ class TraceFreeELBO:
         y = self._target(y, f, ndim)
         lp = model.likelihood.log_density(f, y, ndim)
         loglik = (lp * (dataset_size / len(x))).sum() / num_particles
+        if source is not None and source.temperature != 1.0:  # see pyro_bdl.inference.tempering
+            loglik, kl = loglik / source.temperature, kl - self.offset
         return ELBOTerms(loglik, kl), self.params
 
     def _target(self, y: torch.Tensor, f: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -400,7 +448,8 @@ def make_objective(
         nodes = capture.trace.nodes
         params = [leaf_tensor(nodes[name]["value"]) for name in sorted(nodes)]
         traced.params = params
-        sampler = make(model.site_priors(), model)
+        source = PriorSampler(model, make)
+        sampler, offset = source()  # the priors at the model's temperature
         if sampler is None or not set(sampler.params) <= set(params):
             why = "the guide's sampler does not apply to this prior, likelihood or estimator"
             return _refuse_trace_free(estimator, why, traced)
@@ -409,7 +458,13 @@ def make_objective(
         if num_particles > 1 and getattr(sampler, "layer_fns", None):
             why = "its per-example output noise is drawn for one particle at a time"
             return _refuse_trace_free(estimator, why, traced)
-        objective = TraceFreeELBO(model, sampler, params)
+        if not source.follows_learned():
+            why = "the guide's trace-free KL does not follow the prior's learned scales"
+            return _refuse_trace_free(estimator, why, traced)
+        plain = source.temperature == 1.0 and not source.learned
+        objective = TraceFreeELBO(
+            model, sampler, params, source=None if plain else source, offset=offset
+        )
         objective(x, y, dataset_size)  # tried once, on the example batch
     return objective
 
