@@ -38,9 +38,9 @@ def median_ms(fn: Callable[[], object], n: int = 60) -> float:
 def main() -> dict[str, float]:
     """Print and return ``{part: milliseconds}``."""
     torch.set_num_threads(1)
-    sizes = (1, 50, 1)
-    x, y = b.make_data(sizes, "regression", 1000)
-    bnn = BNN(b.mlp(sizes), dist.Normal(0.0, 1.0), b.likelihood("regression"), MeanFieldNormal())
+    spec = b.NETS["1-50-1"]
+    x, y = b.make_data(spec, 1000)
+    bnn = BNN(b.build(spec), dist.Normal(0.0, 1.0), b.likelihood("regression"), MeanFieldNormal())
     bnn.fit(x, y, epochs=1, progress=False)
     loc_scale = {k: (m.detach(), s.detach()) for k, (m, s) in bnn.guide.loc_scale().items()}
     sampler = bnn.posterior(x).sampler  # the guide's trace-free sampler

@@ -291,6 +291,26 @@ def _global_hooks() -> bool:
 
 
 @contextlib.contextmanager
+def _layer_hooks(layer_fns: Mapping[nn.Module, Callable] | None) -> Iterator[None]:
+    """Replace the outputs of ``layer_fns``' modules by ``fn(module, x, weight, bias, output)``
+    (forward hooks, for the duration of the block)."""
+    if not layer_fns:
+        yield
+        return
+
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        weight, bias = module.weight, getattr(module, "bias", None)
+        return cast(torch.Tensor, layer_fns[module](module, args[0], weight, bias, output))
+
+    handles = [m.register_forward_hook(hook) for m in layer_fns]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
 def _input_hooks(input_fns: Mapping[nn.Module, Callable] | None) -> Iterator[None]:
     """Apply ``input_fns`` as forward pre-hooks for the duration of the block."""
     if not input_fns:
@@ -352,6 +372,7 @@ class _LinearChain:
         batched: bool,
         input_fns: Mapping[nn.Module, Callable] | None = None,
         workspace: dict[int, torch.Tensor] | None = None,
+        layer_fns: Mapping[nn.Module, Callable] | None = None,
     ) -> torch.Tensor:
         """Run the chain; with ``workspace`` (no autograd) layer outputs reuse its buffers.
 
@@ -385,6 +406,9 @@ class _LinearChain:
             bias = cast("torch.Tensor | None", linear.bias)
             w = params.get(f"{name}.weight", linear.weight)
             b = params.get(f"{name}.bias", bias)
+            if layer_fns and module in layer_fns:  # the layer's output, computed by the fn
+                h = layer_fns[module](module, h, w, b, None)
+                continue
             if not batched or (w.dim() == 2 and (b is None or b.dim() == 1)):
                 h = F.linear(h, w, b)
                 continue
@@ -438,7 +462,9 @@ class BatchedForward:
     current modes). A failed ``vmap`` attempt leaves no trace: the network's buffers and the
     random stream are restored before the loop runs, so the loop's draws and BatchNorm updates
     are those of ``vectorize=False``. If the loop fails as well, its error is raised: a real
-    error is never hidden behind the fallback. A plain ``nn.Sequential`` of ``nn.Linear`` layers
+    error is never hidden behind the fallback. Drawn convolution weights on CPU take the loop
+    too (``"auto"``): ``vmap`` turns them into a grouped convolution, measured about 3x slower
+    than one convolution per draw on LeNet-5. A plain ``nn.Sequential`` of ``nn.Linear`` layers
     and elementwise activations (no hooks, no dropout in training mode) is run with batched
     matrix products instead of ``vmap`` (same outputs, less overhead per call).
 
@@ -473,6 +499,14 @@ class BatchedForward:
         self._shapes = {n: p.shape for n, p in net.named_parameters()}
         self._chain: _LinearChain | None = None
         self._workspaces: dict[int, dict[int, torch.Tensor]] = {}
+        #: parameters of convolutions: vmap over their draws is a grouped convolution, which is
+        #: ~3x slower on CPU than one convolution per draw, so "auto" loops there (see _run)
+        self._conv_params = {
+            f"{m}.{p}" if m else p
+            for m, mod in net.named_modules()
+            if isinstance(mod, nn.modules.conv._ConvNd)
+            for p, _ in mod.named_parameters(recurse=False)
+        }
         if vectorize is not False:
             try:
                 self._chain = _LinearChain(net)
@@ -486,11 +520,16 @@ class BatchedForward:
         sample_shape: tuple[int, ...] | torch.Size = (),
         chunk_size: int | None = None,
         input_fns: Mapping[nn.Module, Callable] | None = None,
+        layer_fns: Mapping[nn.Module, Callable] | None = None,
     ) -> torch.Tensor:
         """Outputs ``sample_shape + net(*args).shape``.
 
         :param input_fns: ``{module: fn(module, input) -> input}`` applied to the first input
             of those modules (as forward pre-hooks would be), e.g. per-example dropout masks.
+        :param layer_fns: ``{module: fn(module, x, weight, bias, output) -> output}``: the
+            output of those (``nn.Linear``) modules, e.g. local reparameterization's noise;
+            ``output`` is the module's own output, or ``None`` where it was not computed (a
+            Linear chain lets the fn compute it). Single draws only (no ``sample_shape``).
         """
         sample_shape = torch.Size(sample_shape)
         flat = {}
@@ -514,9 +553,14 @@ class BatchedForward:
         )
         if not sample_shape:
             if chain is not None:
-                return chain(flat, args[0], False, input_fns)
-            with _input_hooks(input_fns):
+                return chain(flat, args[0], False, input_fns, layer_fns=layer_fns)
+            with _input_hooks(input_fns), _layer_hooks(layer_fns):
                 return functional_call(self.net, flat, args)
+        if layer_fns:
+            raise ValueError(
+                "Expected layer_fns with a single draw (no sample_shape), but got sample_shape "
+                f"{tuple(sample_shape)}: call the forward once per draw."
+            )
         if input_fns:
             chain = None  # per-example noise under a particle dim: vmap's random streams
         if chain is not None and self._fixed is None:
@@ -575,6 +619,11 @@ class BatchedForward:
         decided = self._decided.get(key)
         if decided is not None:
             return self._vmap(flat, args) if decided else self._loop(flat, args)
+        if not self._conv_params.isdisjoint(flat) and all(
+            v.device.type == "cpu" for v in flat.values()
+        ):
+            self._decided[key] = False  # drawn convolution weights on CPU: the loop is faster
+            return self._loop(flat, args)
         buffers = [(b, b.clone()) for b in self.net.buffers()]
         rng = _rng_state(list(flat.values()) + [a for a in args if torch.is_tensor(a)])
         try:

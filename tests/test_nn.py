@@ -1,11 +1,14 @@
 """Lifting parameters of unchanged modules; vectorised forwards match loops."""
 
+import math
+
 import pyro.distributions as dist
 import pytest
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from pyro_bdl import BNN, HomoskedasticGaussian
 from pyro_bdl.nn import (
     BatchedForward,
     cast_distribution,
@@ -53,7 +56,9 @@ def _loop(net, draws, x):
     "make_net, x_shape, vectorized",
     [
         (lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), (7, 4), True),
-        (lambda: SmallCNN().eval(), (5, 1, 8, 8), True),
+        # drawn conv weights on CPU: the loop (vmap's grouped convolution is ~3x slower)
+        (lambda: SmallCNN().eval(), (5, 1, 8, 8), False),
+        (lambda: SmallGRU().head, (5, 5), True),  # not a chain (a bare Linear): vmap
         (SmallGRU, (5, 6, 3), False),  # no vmap batching rule for GRU: loop fallback
     ],
 )
@@ -70,6 +75,62 @@ def test_batched_forward_matches_loop(make_net, x_shape, vectorized):
     # buffers are untouched (BatchNorm in eval mode)
     if isinstance(net, SmallCNN):
         assert torch.equal(net.bn.running_mean, torch.zeros(4))
+
+
+def test_conv_draws_take_vmap_when_asked_and_only_undrawn_convs_keep_vmap():
+    """vectorize=True still vmaps a CNN (same numbers as the loop); with the conv weights
+    deterministic (only the head drawn) "auto" keeps vmap."""
+    net = SmallCNN().eval()
+    x = torch.randn(5, 1, 8, 8)
+    draws = _draws(net, 3)
+    fwd = BatchedForward(net, vectorize=True)
+    torch.testing.assert_close(
+        fwd(draws, x, sample_shape=(3,)), _loop(net, draws, x), rtol=1e-12, atol=1e-12
+    )
+    assert fwd.vectorized is True
+    head = {k: v for k, v in draws.items() if k.startswith("head.")}
+    fwd = BatchedForward(net)
+    torch.testing.assert_close(
+        fwd(head, x, sample_shape=(3,)), _loop(net, head, x), rtol=1e-12, atol=1e-12
+    )
+    assert fwd.vectorized is True
+
+
+class DataDependent(nn.Module):
+    """What vmap cannot batch: data-dependent control flow and an in-place write of a batched
+    value into an unbatched buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.b = nn.Linear(4, 1)
+
+    def forward(self, x):
+        h = self.a(x)
+        if h.mean() > 0:  # data-dependent branch
+            h = -h
+        out = torch.zeros(x.shape[0], 1, dtype=x.dtype)
+        out += self.b(torch.tanh(h))  # in-place into a fresh (unbatched) tensor
+        return out
+
+
+def test_nets_vmap_cannot_batch_run_through_the_loop_and_fit():
+    """A net with data-dependent control flow and in-place writes: "auto" falls back to the
+    loop (same numbers as a loop of functional_call) and a fit with vectorised particles and a
+    prediction both run on it."""
+    torch.manual_seed(0)
+    net = DataDependent()
+    x = torch.randn(6, 3)
+    draws = _draws(net, 4)
+    fwd = BatchedForward(net)
+    out = fwd(draws, x, sample_shape=(4,))
+    assert fwd.vectorized is False
+    torch.testing.assert_close(out, _loop(net, draws, x), rtol=1e-12, atol=1e-12)
+    bnn = BNN(net, dist.Normal(0.0, 1.0), HomoskedasticGaussian(0.5), name="data_dependent")
+    fit = bnn.fit(x, torch.randn(6), epochs=2, num_particles=3, progress=False, seed=0)
+    assert all(math.isfinite(e) for e in fit.elbo)
+    assert bnn.bayesian_model.forward.vectorized is False
+    assert bnn.predict(x, 5, seed=1).samples.shape[:2] == (5, 6)
 
 
 def test_batched_forward_two_sample_dims_and_plate_dims():

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
 from pyro.distributions.transforms import biject_to
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_median, init_to_sample
@@ -187,7 +188,10 @@ class AutoMeanFieldNormal(FactorisedGuide):
 
         :param priors: ``{site name: prior distribution}`` (event shape = the site's shape), or
             ``None`` for a sampler that only draws (``with_kl=False``), as prediction needs.
-        :param model: unused (the dropout guide reads its network).
+        :param model: the model (its ``nn.Linear`` layers, for ``estimator=
+            "local_reparameterization"`` / ``"flipout"``: the sampler then also gives
+            ``layer_fns``, the per-example output noise the traced estimate draws with
+            :class:`LinearOutputNoise`, from the same random calls; one particle at a time).
         :return: ``sampler(sample_shape=(), with_kl=True) -> ({site: draw of shape
             sample_shape + site shape}, KL as a 0-dim tensor or None)``, or ``None``.
 
@@ -215,7 +219,7 @@ class AutoMeanFieldNormal(FactorisedGuide):
             return constrained_sites_sampler(self, self._transforms, priors, _MeanFieldSampler)
         if priors is None:  # draws only (prediction: whole weight draws whatever the estimator)
             return _MeanFieldSampler(self, {name: None for name in self._transforms})
-        if self.estimator != "sample" or set(priors) != set(self._transforms):
+        if set(priors) != set(self._transforms):
             return None
         parts = {}
         for name in self._transforms:
@@ -223,7 +227,17 @@ class AutoMeanFieldNormal(FactorisedGuide):
             if part is None:
                 return None
             parts[name] = part
-        return _MeanFieldSampler(self, parts)
+        if self.estimator == "sample":
+            return _MeanFieldSampler(self, parts)
+        if model is None:
+            return None
+        try:  # the sites local reparameterization / flipout act on (refused ones: traced)
+            handler = self.estimator_context(model, True)
+        except ValueError:
+            return None
+        return _OutputNoiseSampler(
+            self, parts, cast(LinearOutputNoise, handler).sites, self.estimator == "flipout"
+        )
 
     @torch.no_grad()
     def median(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
@@ -305,15 +319,13 @@ class _MeanFieldSampler:
         # one flat vector: fewer autograd nodes per step
         loc = flat_entries(self.locs)
         scale = self.transform(flat_entries(self.rhos))
-        eps = torch.cat(
-            [
-                torch.empty(shape + tuple(s), dtype=like.dtype, device=like.device)
-                .normal_()
-                .reshape(shape + (-1,))
-                for s in self.shapes
-            ],
-            dim=-1,
-        )
+        # the noise site by site into one buffer (the same numbers as a normal_ per site)
+        eps = torch.empty(shape + (loc.shape[-1],), dtype=like.dtype, device=like.device)
+        for part in eps.split(self.sizes, dim=-1):
+            if shape:
+                part.copy_(torch.empty(part.shape, dtype=like.dtype, device=like.device).normal_())
+            else:
+                part.normal_()
         w = loc + eps * scale
         draws = {
             n: part.reshape(shape + tuple(s))
@@ -324,6 +336,67 @@ class _MeanFieldSampler:
         if not self.has_kl:
             raise RuntimeError("This sampler was built without priors: it has no KL.")
         centred = loc if self.prior_loc is None else loc - self.prior_loc
+        if isinstance(self.inv_two_var, float):  # sum(s^2 + m^2) / (2 s0^2): two dot products
+            quad = (torch.dot(scale, scale) + torch.dot(centred, centred)) * self.inv_two_var
+        else:
+            quad = ((scale.square() + centred.square()) * self.inv_two_var).sum()
+        return draws, quad - scale.log().sum() + self.const
+
+    #: no per-example noise
+    input_fns = None
+
+
+class _OutputNoiseSampler(_MeanFieldSampler):
+    r"""Trace-free local reparameterization or flipout (what :class:`LinearOutputNoise` does
+    under Pyro, from the same random calls in the same order, for one particle).
+
+    The weight draws are the guide's (local reparameterization: the means of the ``nn.Linear``
+    weights, no noise drawn for them), the KL the closed form of :class:`_MeanFieldSampler`, and
+    ``layer_fns`` compute the noisy outputs of the ``nn.Linear`` layers.
+    """
+
+    def __init__(
+        self,
+        guide: AutoMeanFieldNormal,
+        parts: Mapping[str, PriorParts | None],
+        sites: Mapping[str, nn.Module],
+        flipout: bool,
+    ) -> None:
+        super().__init__(guide, parts)
+        self.flipout = flipout
+        index = {n: i for i, n in enumerate(self.names)}
+        self._index = {module: index[name] for name, module in sites.items()}
+        self._mean_only = set() if flipout else set(self._index.values())
+        #: ``{nn.Linear: fn(module, x, weight, bias, output) -> noisy output}``
+        self.layer_fns = dict.fromkeys(self._index, self._layer)
+        self._parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __call__(
+        self, sample_shape: tuple[int, ...] = (), with_kl: bool = True
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """One draw (``sample_shape=()``) and the KL; ``with_kl=False``: whole weights."""
+        if not with_kl:
+            return super().__call__(sample_shape, with_kl)
+        if tuple(sample_shape):
+            raise ValueError(
+                "Expected one particle (sample_shape=()) for per-example output noise, but got "
+                f"sample_shape {tuple(sample_shape)}."
+            )
+        loc = flat_entries(self.locs)
+        scale = self.transform(flat_entries(self.rhos))
+        self._parts = [
+            (m.view(s), r.view(s))
+            for m, r, s in zip(
+                loc.split(self.sizes), scale.split(self.sizes), self.shapes, strict=True
+            )
+        ]
+        draws = {}
+        for i, (name, (m, r)) in enumerate(zip(self.names, self._parts, strict=True)):
+            if i in self._mean_only:  # MeanOnly: the mean, no random numbers
+                draws[name] = m
+            else:  # as Normal.rsample: loc + eps * scale
+                draws[name] = m + torch.empty(m.shape, dtype=m.dtype, device=m.device).normal_() * r
+        centred = loc if self.prior_loc is None else loc - self.prior_loc
         quad = scale.square() + centred.square()
         quad = (
             quad.sum() * self.inv_two_var
@@ -332,8 +405,26 @@ class _MeanFieldSampler:
         )
         return draws, quad - scale.log().sum() + self.const
 
-    #: no per-example noise
-    input_fns = None
+    def _layer(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        output: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The layer's output with the noise :meth:`LinearOutputNoise._hook` adds."""
+        loc, scale = self._parts[self._index[module]]
+        if not self.flipout:
+            out = F.linear(x, weight, bias) if output is None else output
+            var = F.linear(x.square(), scale.square())
+            std = var.clamp_min(torch.finfo(var.dtype).tiny).sqrt()
+            return out + std * torch.randn_like(out)
+        delta = weight - loc
+        signs_in = torch.empty_like(x).bernoulli_(0.5).mul_(2).sub_(1)
+        shape = x.shape[:-1] + (loc.shape[0],)
+        signs_out = x.new_empty(shape).bernoulli_(0.5).mul_(2).sub_(1)
+        return F.linear(x, loc, bias) + F.linear(x * signs_in, delta) * signs_out
 
 
 _INIT_LOCS: dict[str, Callable[..., Any]] = {

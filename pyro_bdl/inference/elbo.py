@@ -339,7 +339,13 @@ class TraceFreeELBO:
         draws, kl = self.sampler(sample_shape)
         model = self.model
         weights = model.weights_from_sites(draws)  # z * s(h) for hierarchical priors
-        f = model.forward(weights, x, sample_shape=sample_shape, input_fns=self.sampler.input_fns)
+        f = model.forward(
+            weights,
+            x,
+            sample_shape=sample_shape,
+            input_fns=self.sampler.input_fns,
+            layer_fns=getattr(self.sampler, "layer_fns", None),
+        )
         ndim = len(sample_shape)
         y = self._target(y, f, ndim)
         lp = model.likelihood.log_density(f, y, ndim)
@@ -449,6 +455,9 @@ def make_objective(
             return _refuse_trace_free(estimator, why, traced)
         if num_particles > 1 and not vectorize_particles:
             return _refuse_trace_free(estimator, "particles are not vectorised", traced)
+        if num_particles > 1 and getattr(sampler, "layer_fns", None):
+            why = "its per-example output noise is drawn for one particle at a time"
+            return _refuse_trace_free(estimator, why, traced)
         if not source.follows_learned():
             why = "the guide's trace-free KL does not follow the prior's learned scales"
             return _refuse_trace_free(estimator, why, traced)

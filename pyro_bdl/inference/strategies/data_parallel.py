@@ -339,6 +339,13 @@ class DataParallel(Local):
         """Refuse models whose random draws depend on how a minibatch is split across ranks."""
         model = objective.model
         if isinstance(objective, TraceFreeELBO):
+            if getattr(objective.sampler, "layer_fns", None):
+                raise NotImplementedError(
+                    "Distributed SVI needs every random draw of a step to be global, but the "
+                    "guide draws per-example randomness (LinearOutputNoise) for local "
+                    "reparameterization or flipout, which would depend on how a minibatch is "
+                    "split across ranks. Use MeanFieldNormal() (estimator='sample')."
+                )
             if objective.sampler.input_fns and not hasattr(objective.sampler, "rows"):
                 raise NotImplementedError(
                     "Distributed SVI draws per-example noise for the whole minibatch, but the "
