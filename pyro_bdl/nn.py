@@ -290,6 +290,17 @@ def _global_hooks() -> bool:
     return any(getattr(registry, "_global" + name, None) for name in _HOOK_REGISTRIES)
 
 
+#: the public convolution modules (``torch.nn``'s common base class is private)
+_CONV_TYPES = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+
+
 @contextlib.contextmanager
 def _layer_hooks(layer_fns: Mapping[nn.Module, Callable] | None) -> Iterator[None]:
     """Replace the outputs of ``layer_fns``' modules by ``fn(module, x, weight, bias, output)``
@@ -504,7 +515,7 @@ class BatchedForward:
         self._conv_params = {
             f"{m}.{p}" if m else p
             for m, mod in net.named_modules()
-            if isinstance(mod, nn.modules.conv._ConvNd)
+            if isinstance(mod, _CONV_TYPES)
             for p, _ in mod.named_parameters(recurse=False)
         }
         if vectorize is not False:
