@@ -5,7 +5,10 @@ a file that ``.ci/run`` installs): they skip on a developer's machine and fail u
 """
 
 import datetime
+import importlib.util
 import os
+from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 import matplotlib
@@ -20,6 +23,23 @@ matplotlib.use("Agg")
 def under_ci() -> bool:
     """Whether the environment variable ``CI`` is set to something other than empty/0/false."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+#: the repository's root (benchmarks/ and examples/ are scripts there, not packages)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(path: Path, name: str | None = None) -> ModuleType:
+    """Import a script (``benchmarks/*.py``, ``examples/*.py``) as a module, without ``sys.path``.
+
+    ``name`` (default ``"script_" + its stem``) is the module's ``__name__``; it is not put in
+    ``sys.modules``.
+    """
+    spec = importlib.util.spec_from_file_location(name or f"script_{path.stem}", path)
+    assert spec is not None and spec.loader is not None, f"cannot import {path}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def require_or_skip(reason: str) -> NoReturn:

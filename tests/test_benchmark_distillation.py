@@ -5,7 +5,6 @@ The quick runs need the real data (Fashion-MNIST from ``dataset-fashion-mnist``,
 omitted-class bias shift is checked on its own against a closed-form answer.
 """
 
-import importlib.util
 import json
 import math
 import re
@@ -16,17 +15,14 @@ import torch
 
 from pyro_bdl.datasets import find_uci_dir
 
-from .conftest import require_or_skip
+from .conftest import load_script, require_or_skip
 
 _ROOT = Path(__file__).resolve().parent.parent / "benchmarks"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", _ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(_ROOT / f"{name}.py", f"benchmark_{name}")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """benchmarks/fashion_mnist.py: its pieces, and a --quick run end to end (a well-formed table)."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -10,17 +9,14 @@ import torch
 
 from pyro_bdl.datasets import load_fashion_mnist
 
-from .conftest import require_or_skip
+from .conftest import load_script, require_or_skip
 
 _PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "fashion_mnist.py"
 
 
 @pytest.fixture(scope="module")
 def fmnist():
-    spec = importlib.util.spec_from_file_location("benchmark_fashion_mnist", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(_PATH, "benchmark_fashion_mnist")
 
 
 @pytest.fixture(scope="module")

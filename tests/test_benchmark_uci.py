@@ -1,6 +1,5 @@
 """benchmarks/uci.py runs end to end at its smallest budget and returns a well-formed table."""
 
-import importlib.util
 import math
 import re
 from pathlib import Path
@@ -13,15 +12,14 @@ from pyro_bdl.datasets import find_uci_dir
 from pyro_bdl.hierarchical import ARDPrior, HorseshoePrior, LayerScalePrior
 from pyro_bdl.priors import LearnedNormalPrior
 
+from .conftest import load_script
+
 _PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "uci.py"
 
 
 @pytest.fixture(scope="module")
 def uci():
-    spec = importlib.util.spec_from_file_location("benchmark_uci", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(_PATH, "benchmark_uci")
 
 
 def _write_set(root: Path, name: str, n: int, d: int, seed: int) -> None:

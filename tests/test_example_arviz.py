@@ -1,18 +1,16 @@
 """The ArviZ diagnostics example runs end to end at its smallest budget."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from .conftest import load_script
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "arviz_diagnostics.py"
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("arviz_diagnostics", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE, "arviz_diagnostics")
 
 
 def test_quick_run_compares_three_fits_and_writes_plots(tmp_path, capsys):
