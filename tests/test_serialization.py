@@ -46,7 +46,8 @@ def test_a_posterior_saved_by_0_1_0_predicts_bitwise_as_it_did(kind, out):
 
 def test_a_fit_resumed_from_a_0_1_0_checkpoint_equals_an_uninterrupted_fit():
     """The 0.1.0 checkpoint was written after 3 of 3 epochs; resuming to 5 epochs with today's
-    engine must take exactly the steps today's engine takes uninterrupted (same seed)."""
+    engine must take the steps today's engine takes uninterrupted (same seed): the same ELBO
+    history exactly, the same parameters to rounding."""
     want = expected()
     x, y = want["x"], want["y"]
     kwargs = dict(batch_size=8, lr=0.05, seed=1, progress=False)
@@ -58,7 +59,12 @@ def test_a_fit_resumed_from_a_0_1_0_checkpoint_equals_an_uninterrupted_fit():
     result = resumed.fit(x, y, epochs=5, resume_from=FIXTURES / "fit_meanfield_v010.pt", **kwargs)
     assert result.step_elbo == uninterrupted.step_elbo
     a, b = whole.state_dict(), resumed.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # Since the leaner mean-field sampler (issue #19: the KL's quadratic term as dot products,
+    # the same random numbers), today's engine rounds the KL's gradient in another order than
+    # 0.1.0's did: the 3-epoch state in the checkpoint and today's 3-epoch state differ in the
+    # last bits, and the 2 resumed epochs carry that over (measured: at most 8.9e-16).
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], rtol=0.0, atol=1e-14) for k in a)
 
 
 def test_the_layouts_read_back_what_was_written():
