@@ -461,3 +461,16 @@ def test_temperature_type_errors():
     with pytest.raises(TypeError, match="Expected temperature T to be a positive number"):
         check_temperature(True)
     assert check_temperature(torch.tensor(0.5)) == 0.5
+
+
+def test_draws_from_mcmc_name_the_learned_prior_scale_they_leave_fixed():
+    """NUTS samples pyro.sample sites only: a LearnedNormalPrior's scale stays at its value, and
+    the warning says so, with the fixes that make it a latent site or a constant."""
+    from pyro_bdl.inference.posterior import FixedParameterWarning, warn_fixed_parameters
+
+    bnn = BNN(nn.Linear(2, 1), LearnedNormalPrior(init_scale=0.5), HomoskedasticGaussian(0.1))
+    with pytest.warns(FixedParameterWarning) as record:
+        warn_fixed_parameters(bnn.bayesian_model, torch.zeros(3, 2))
+    message = str(record[0].message)
+    assert "prior_params.scale" in message and "0.5" in message
+    assert "LayerScalePrior" in message and "dist.Normal(0.0, s)" in message

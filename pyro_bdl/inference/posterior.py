@@ -377,9 +377,10 @@ def warn_fixed_parameters(model: BayesianModel, x: torch.Tensor, *, stacklevel: 
 
     MCMC (``NUTS``/``HMC``) samples a model's ``pyro.sample`` sites only; a ``pyro.param`` --
     the noise scale of ``HomoskedasticGaussian()`` (``scale=None``), a network parameter outside
-    the prior -- is neither sampled nor fitted, and stays at its current value (its initial one,
-    if the BNN was never fitted). Called where draws from outside the package come in
-    (``BNN.predict_from_samples``, ``to_inference_data`` of an MCMC or a dict of draws).
+    the prior, a :class:`~pyro_bdl.priors.LearnedNormalPrior`'s scales -- is neither sampled
+    nor fitted, and stays at its current value (its initial one, if the BNN was never fitted).
+    Called where draws from outside the package come in (``BNN.predict_from_samples``,
+    ``to_inference_data`` of an MCMC or a dict of draws).
 
     :param model: the :class:`~pyro_bdl.model.BayesianModel` the draws are of.
     :param x: example inputs ``(N, ...)`` (its first row is run through the model, with no side
@@ -410,7 +411,9 @@ def warn_fixed_parameters(model: BayesianModel, x: torch.Tensor, *, stacklevel: 
         "scale, give it a prior: HomoskedasticGaussian(precision_prior=dist.Gamma(1.0, 0.01)) "
         "(a latent 'precision' site, sampled by NUTS and fitted by the guides); to keep a value "
         "on purpose, fix it: HomoskedasticGaussian(scale=0.1); for a network parameter, put it "
-        "under the prior or freeze it (param.requires_grad_(False)). Draws from a guide fitted "
+        "under the prior or freeze it (param.requires_grad_(False)); for a learned prior scale "
+        "(LearnedNormalPrior's 'prior_params.scale'), sample it with a hierarchical prior "
+        "(LayerScalePrior) or fix it (dist.Normal(0.0, s)). Draws from a guide fitted "
         "together with these values (Predictive after SVI) are fine: export the fit itself with "
         "to_inference_data(bnn, ...), or filter FixedParameterWarning.",
         FixedParameterWarning,
