@@ -174,12 +174,8 @@ class BNN(PyroModule, PosteriorFile):
         if name == "guide":  # anything guide= takes, and an AutoGuide instance
             self._install_guide(value, self._adopt(value))
             return
-        if name == "prior":  # the model's prior; a learned one is the child "prior_params"
-            self._modules.pop("prior_params", None)
-            if isinstance(value, nn.Module):
-                cast(Prior, value).random_parameters(self._net)  # creates its learned scales
-                super().__setattr__("prior_params", value)
-            self.bayesian_model.prior = value
+        if name == "prior":  # the property below (nn.Module would adopt a Module value as a child)
+            object.__setattr__(self, name, value)
             return
         super().__setattr__(name, value)
 
@@ -250,6 +246,10 @@ class BNN(PyroModule, PosteriorFile):
 
     @prior.setter
     def prior(self, value: Prior) -> None:
+        self._modules.pop("prior_params", None)  # a learned prior is the child "prior_params"
+        if isinstance(value, nn.Module):
+            cast(Prior, value).random_parameters(self._net)  # creates its learned scales
+            self.prior_params = value
         self.bayesian_model.prior = value
 
     @property
